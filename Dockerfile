@@ -1,0 +1,56 @@
+# syntax=docker/dockerfile:1
+#
+# modelkit-ts serving image: the HTTP service and the bundled example models.
+#
+#   docker build -t modelkit-ts .
+#   docker run --rm -p 8000:8000 modelkit-ts
+#
+# Models are chosen at run time (MODELKIT_MODELS, MODELKIT_REQUIRED_MODELS), so this one image
+# serves the examples, or your own models mounted into the container or added with
+# `FROM modelkit-ts` + `COPY`. See docs/deployment.md.
+
+# Any Node >= 20 image with a `node` user (uid 1000), `node` and `npm` on PATH. Override it to
+# build from a mirror or from a locally made base (scripts/container/base-image.sh does that).
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+# ---- build: dev dependencies and the TypeScript compiler; nothing of this stage ships ----
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: none of our dependencies needs an install script, and a root `prepare`
+# script would run before the sources are copied.
+# The `npm_ca` build secret is optional: an extra CA bundle for networks whose proxy re-signs
+# TLS (`--secret id=npm_ca,src=/path/to/ca.pem`); as a secret it never lands in a layer.
+RUN --mount=type=secret,id=npm_ca \
+    --mount=type=cache,target=/root/.npm,sharing=locked \
+    if [ -f /run/secrets/npm_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm_ca; fi; \
+    npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY examples ./examples
+RUN npm run build
+
+# ---- runtime: production dependencies, compiled JavaScript, unprivileged user ----
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=8000
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=secret,id=npm_ca \
+    --mount=type=cache,target=/root/.npm,sharing=locked \
+    if [ -f /run/secrets/npm_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm_ca; fi; \
+    npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+# The application stays owned by root and read-only to the `node` user that runs it.
+COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/examples ./dist/examples
+COPY examples ./examples
+USER node
+EXPOSE 8000
+# Liveness only: the process answers while its event loop runs. Readiness (/readyz) is for
+# load balancers and orchestrators, which should stop routing without restarting the
+# container. Node itself makes the request: slim images have no curl or wget.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8000)+'/livez').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+# Exec form: node is PID 1 and receives SIGTERM itself, then drains and exits 0.
+CMD ["node", "dist/src/cli/main.js", "serve"]

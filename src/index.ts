@@ -1,0 +1,30 @@
+/**
+ * modelkit-ts: the curated public entry. What is exported here is the contract.
+ */
+export {
+  didYouMean,
+  ERROR_CODES,
+  type ErrorCode,
+  hasErrorCode,
+  ModelkitError,
+  ValidationError,
+  type ValidationIssue,
+} from "./errors.js";
+export { type LibraryState, ModelLibrary, type ModelStatus } from "./library/library.js";
+export type { ModelClass, ModelSource } from "./library/registry.js";
+export type { CacheSettings, LibrarySettings, ModelLibraryOptions } from "./library/settings.js";
+export { AsyncModel } from "./model/async-model.js";
+export { type DependencyModel, ModelDependencies } from "./model/base.js";
+export { Model } from "./model/model.js";
+export type {
+  BatchCallback,
+  BatchingConfiguration,
+  BatchOptions,
+  ModelConfiguration,
+  ModelDescription,
+  ModelKind,
+  ModelOptions,
+  ModelState,
+  PredictContext,
+  PredictOptions,
+} from "./model/types.js";

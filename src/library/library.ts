@@ -1,0 +1,338 @@
+import { didYouMean, ModelkitError } from "../errors.js";
+import type { BaseModel } from "../model/base.js";
+import type {
+  ModelConfiguration,
+  ModelDescription,
+  ModelState,
+  PredictOptions,
+} from "../model/types.js";
+import { dependencyAliases, dependsOnAsync, loadOrder, notFound } from "./graph.js";
+import { type Registration, registerSources } from "./registry.js";
+import { ModelRunner } from "./runner.js";
+import { type ModelLibraryOptions, type ResolvedOptions, resolveOptions } from "./settings.js";
+
+type AnyModel = BaseModel<unknown, unknown>;
+
+export type LibraryState = "unloaded" | "loading" | "loaded" | "failed" | "closing" | "closed";
+
+/** One model's state as `/readyz` and `describe` show it. */
+export interface ModelStatus {
+  name: string;
+  state: ModelState;
+  loadTimeMs?: number;
+  error?: { code?: string; message: string };
+}
+
+/**
+ * Loads model classes from modules, builds the required configurations with their
+ * dependencies (each once, shared, dependencies first) and serves predictions.
+ *
+ * @example
+ * const library = new ModelLibrary({ models: ["./dist/examples/models.js"] });
+ * await library.load();
+ * const { score } = await library.predict("sentiment", { text: "great" });
+ * await library.close();
+ */
+export class ModelLibrary {
+  readonly #options: ResolvedOptions;
+  #registry = new Map<string, Registration>();
+  /** Final configuration of every configured name: class declaration, then overrides. */
+  readonly #configurations = new Map<string, ModelConfiguration>();
+  /** The required names and their dependencies, dependencies first. */
+  #order: string[] = [];
+  readonly #models = new Map<string, AnyModel>();
+  readonly #building = new Map<string, Promise<AnyModel>>();
+  readonly #errors = new Map<string, unknown>();
+  readonly #runners = new Map<string, ModelRunner>();
+  /** Names in the order their load finished: closing walks it backwards. */
+  readonly #loaded: string[] = [];
+  #state: LibraryState = "unloaded";
+  #loading: Promise<void> | undefined;
+
+  constructor(options: ModelLibraryOptions = {}) {
+    this.#options = resolveOptions(options);
+  }
+
+  get state(): LibraryState {
+    return this.#state;
+  }
+
+  /** The configuration names this library serves (required ones and their dependencies). */
+  get modelNames(): readonly string[] {
+    return this.#order;
+  }
+
+  /** Imports the model modules, checks the dependency graph and loads the required models. */
+  load(): Promise<void> {
+    this.#loading ??= this.#load();
+    return this.#loading;
+  }
+
+  async #load(): Promise<void> {
+    this.#state = "loading";
+    try {
+      this.#registry = await registerSources(this.#options.models);
+      this.#resolveConfigurations();
+      const required = this.#options.requiredModels ?? [...this.#registry.keys()];
+      this.#order = loadOrder(required, this.#registry);
+    } catch (error) {
+      this.#state = "failed";
+      throw error;
+    }
+    if (this.#options.settings.lazyLoading) {
+      this.#state = "loaded";
+      return;
+    }
+    // Every model is started at once; each awaits its own dependencies, so independent async
+    // loads overlap and a shared dependency is built exactly once.
+    const results = await Promise.allSettled(this.#order.map((name) => this.#build(name)));
+    const failed = results.find((result) => result.status === "rejected");
+    this.#state = failed ? "failed" : "loaded";
+    if (failed) throw failed.reason;
+  }
+
+  #resolveConfigurations(): void {
+    const { configuration: overrides, settingsOverrides } = this.#options;
+    for (const name of [...Object.keys(overrides), ...Object.keys(settingsOverrides)]) {
+      if (!this.#registry.has(name)) throw notFound(name, this.#registry.keys());
+    }
+    for (const [name, registration] of this.#registry) {
+      const override = overrides[name] ?? {};
+      this.#configurations.set(name, {
+        ...registration.configuration,
+        ...override,
+        modelSettings: {
+          ...registration.configuration.modelSettings,
+          ...override.modelSettings,
+          ...settingsOverrides[name],
+        },
+      } as ModelConfiguration);
+    }
+  }
+
+  #build(name: string): Promise<AnyModel> {
+    let building = this.#building.get(name);
+    if (building === undefined) {
+      building = this.#buildOnce(name);
+      this.#building.set(name, building);
+    }
+    return building;
+  }
+
+  async #buildOnce(name: string): Promise<AnyModel> {
+    try {
+      const dependencies = new Map<string, unknown>();
+      for (const [alias, dependency] of this.#dependencies(name)) {
+        dependencies.set(alias, await this.#build(dependency));
+      }
+      const model = this.#construct(name, dependencies);
+      await model.load();
+      return this.#register(name, model);
+    } catch (error) {
+      this.#errors.set(name, error);
+      throw error;
+    }
+  }
+
+  /** The lazy, synchronous twin of `#build`: for `get` of a model that loads synchronously. */
+  #buildSync(name: string): AnyModel {
+    const built = this.#models.get(name);
+    if (built !== undefined) return built;
+    if (this.#building.has(name)) throw this.#loadsAsync(name);
+    const dependencies = new Map<string, unknown>();
+    for (const [alias, dependency] of this.#dependencies(name)) {
+      dependencies.set(alias, this.#buildSync(dependency));
+    }
+    const model = this.#construct(name, dependencies);
+    const loading = model.load();
+    this.#building.set(
+      name,
+      loading.then(() => model),
+    );
+    if (model.state === "failed") {
+      loading.catch(() => {}); // the error is thrown here, synchronously
+      this.#errors.set(name, model.loadError);
+      throw model.loadError;
+    }
+    if (model.state !== "loaded") {
+      loading.then(
+        () => this.#register(name, model),
+        (error: unknown) => this.#errors.set(name, error),
+      );
+      throw this.#loadsAsync(name);
+    }
+    return this.#register(name, model);
+  }
+
+  #loadsAsync(name: string): ModelkitError {
+    return new ModelkitError(
+      "ERR_MODEL_NOT_LOADED",
+      `${name} loads asynchronously: use \`await library.getAsync("${name}")\``,
+      { modelName: name },
+    );
+  }
+
+  /** alias -> configuration name of `name`'s dependencies. */
+  #dependencies(name: string): Map<string, string> {
+    return dependencyAliases(this.#configurations.get(name) ?? {});
+  }
+
+  #construct(name: string, dependencies: Map<string, unknown>): AnyModel {
+    const registration = this.#registry.get(name) as Registration;
+    const configuration = this.#configurations.get(name) ?? {};
+    if (registration.cls.kind === "sync") {
+      for (const [alias, dependency] of dependencies) {
+        if ((dependency as AnyModel).kind === "async") {
+          throw new ModelkitError(
+            "ERR_INVALID_SETTINGS",
+            `${name} is a sync model depending on the async model "${alias}", which needs the worker bridge`,
+            { modelName: name },
+          );
+        }
+      }
+    }
+    return new registration.cls({
+      configurationKey: name,
+      configuration,
+      modelSettings: configuration.modelSettings ?? {},
+      modelDependencies: dependencies,
+    });
+  }
+
+  #register(name: string, model: AnyModel): AnyModel {
+    if (!this.#models.has(name)) {
+      this.#models.set(name, model);
+      this.#loaded.push(name);
+    }
+    return model;
+  }
+
+  /**
+   * The loaded model `name`. With `lazyLoading`, builds and loads it on first use when it
+   * loads synchronously; otherwise use `getAsync`.
+   */
+  get<M = AnyModel>(name: string): M {
+    const model = this.#models.get(name);
+    if (model !== undefined) return model as M;
+    this.#assertServed(name);
+    if (this.#options.settings.lazyLoading && this.#state === "loaded") {
+      return this.#buildSync(name) as M;
+    }
+    throw this.#notLoaded(name);
+  }
+
+  /** The loaded model `name`, building and loading it first with `lazyLoading`. */
+  async getAsync<M = AnyModel>(name: string): Promise<M> {
+    const model = this.#models.get(name);
+    if (model !== undefined) return model as M;
+    this.#assertServed(name);
+    if (this.#options.settings.lazyLoading && this.#state === "loaded") {
+      return (await this.#build(name)) as M;
+    }
+    throw this.#notLoaded(name);
+  }
+
+  /** True when `name` is served by this library (loaded, or loadable lazily). */
+  has(name: string): boolean {
+    return this.#order.includes(name);
+  }
+
+  #assertServed(name: string): void {
+    if (this.#order.includes(name)) return;
+    if (this.#registry.has(name)) throw this.#notLoaded(name);
+    throw new ModelkitError(
+      "ERR_CONFIGURATION_NOT_FOUND",
+      `no model "${name}"${didYouMean(name, this.#order)}; served: ${this.#order.join(", ") || "none"}`,
+      { modelName: name },
+    );
+  }
+
+  #notLoaded(name: string): ModelkitError {
+    const loaded = [...this.#models.keys()];
+    return new ModelkitError(
+      "ERR_MODEL_NOT_LOADED",
+      `model "${name}" is not loaded (library ${this.#state}); loaded: ${loaded.join(", ") || "none"}`,
+      { modelName: name },
+    );
+  }
+
+  /**
+   * Predicts one item on the library's async path (the one the server uses): async models are
+   * awaited, sync ones called directly, with the model's timeout applied.
+   */
+  async predict<T = unknown>(name: string, item: unknown, options?: PredictOptions): Promise<T> {
+    return (await (await this.#runner(name)).predict(item, options)) as T;
+  }
+
+  /** Predicts a list on the library's async path; the answer keeps the input order. */
+  async predictBatch<T = unknown>(
+    name: string,
+    items: readonly unknown[],
+    options?: PredictOptions,
+  ): Promise<T[]> {
+    return (await (await this.#runner(name)).predictBatch(items, options)) as T[];
+  }
+
+  async #runner(name: string): Promise<ModelRunner> {
+    let runner = this.#runners.get(name);
+    if (runner === undefined) {
+      const model = await this.getAsync<AnyModel>(name);
+      runner = this.#runners.get(name);
+      if (runner === undefined) {
+        runner = new ModelRunner(model, { timeoutMs: this.#options.settings.timeoutMs });
+        this.#runners.set(name, runner);
+      }
+    }
+    return runner;
+  }
+
+  /** True when `name` is a sync model with an async model somewhere below it. */
+  dependsOnAsync(name: string): boolean {
+    return this.#registry.get(name)?.cls.kind === "sync" && dependsOnAsync(name, this.#registry);
+  }
+
+  /** Each served model's state, load time and load error. */
+  status(): ModelStatus[] {
+    return this.#order.map((name) => {
+      const model = this.#models.get(name);
+      const error = this.#errors.get(name);
+      const status: ModelStatus = { name, state: model?.state ?? (error ? "failed" : "unloaded") };
+      if (this.#building.has(name) && !model && !error) status.state = "loading";
+      if (model?.loadTimeMs !== undefined) status.loadTimeMs = model.loadTimeMs;
+      if (error !== undefined) status.error = describeError(error);
+      return status;
+    });
+  }
+
+  /** What `describe()` of each loaded model says, in load order. */
+  describe(): ModelDescription[] {
+    return this.#order.flatMap((name) => this.#models.get(name)?.describe() ?? []);
+  }
+
+  /** Closes every model once, dependents before their dependencies. */
+  async close(): Promise<void> {
+    if (this.#state === "closed" || this.#state === "closing") return;
+    this.#state = "closing";
+    // A load still running must finish first, or its models would never be closed.
+    await Promise.allSettled(this.#building.values());
+    const errors: unknown[] = [];
+    for (const name of [...this.#loaded].reverse()) {
+      try {
+        await this.#models.get(name)?.close();
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+    this.#state = "closed";
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) throw new AggregateError(errors, "several models failed to close");
+  }
+}
+
+function describeError(error: unknown): { code?: string; message: string } {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === "string" ? { code, message: error.message } : { message: error.message };
+  }
+  return { message: String(error) };
+}

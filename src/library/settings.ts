@@ -1,0 +1,126 @@
+import { ModelkitError } from "../errors.js";
+import type { ModelConfiguration } from "../model/types.js";
+import type { ModelSource } from "./registry.js";
+
+/** Where predictions are cached; models opt in with `modelSettings.cachePredictions`. */
+export type CacheSettings =
+  | { provider: "none" }
+  | { provider: "memory"; maxSize?: number }
+  | { provider: "redis"; url?: string; ttlSeconds?: number; prefix?: string; timeoutMs?: number };
+
+export interface LibrarySettings {
+  /** Build and load each model on first `get` / `getAsync` instead of in `load()`. */
+  lazyLoading?: boolean;
+  cache?: CacheSettings;
+  /** Default prediction timeout of the library's async path, for models without `timeoutMs`. */
+  timeoutMs?: number;
+}
+
+export interface ModelLibraryOptions {
+  models?: ModelSource | readonly ModelSource[];
+  /** Omitted: every configuration. A list, or a record name -> modelSettings overrides. */
+  requiredModels?: readonly string[] | Record<string, Record<string, unknown>>;
+  /** Per-configuration overrides merged over what the classes declare. */
+  configuration?: Record<string, Partial<ModelConfiguration>>;
+  settings?: LibrarySettings;
+}
+
+/** The options in force: explicit ones, else `MODELKIT_*` environment variables, else defaults. */
+export interface ResolvedOptions {
+  models: ModelSource[];
+  requiredModels: readonly string[] | undefined;
+  settingsOverrides: Record<string, Record<string, unknown>>;
+  configuration: Record<string, Partial<ModelConfiguration>>;
+  settings: LibrarySettings;
+}
+
+const list = (value: string | undefined) =>
+  value
+    ?.split(",")
+    .map((part) => part.trim())
+    .filter(Boolean);
+
+export function envFlag(name: string, value: string | undefined): boolean | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (/^(1|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|false|no|off)$/i.test(value)) return false;
+  throw new ModelkitError("ERR_INVALID_SETTINGS", `${name} must be true or false, got "${value}"`);
+}
+
+export function envNumber(name: string, value: string | undefined): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const number = Number(value);
+  if (!Number.isFinite(number) || number < 0) {
+    throw new ModelkitError(
+      "ERR_INVALID_SETTINGS",
+      `${name} must be a number >= 0, got "${value}"`,
+    );
+  }
+  return number;
+}
+
+function cacheFromEnv(env: NodeJS.ProcessEnv): CacheSettings | undefined {
+  const provider = env.MODELKIT_CACHE_PROVIDER;
+  if (provider === undefined || provider === "") return undefined;
+  if (provider === "none") return { provider };
+  if (provider === "memory") {
+    const maxSize = envNumber("MODELKIT_CACHE_MAX_SIZE", env.MODELKIT_CACHE_MAX_SIZE);
+    return maxSize === undefined ? { provider } : { provider, maxSize };
+  }
+  if (provider === "redis") {
+    const settings: CacheSettings = { provider };
+    if (env.MODELKIT_CACHE_URL) settings.url = env.MODELKIT_CACHE_URL;
+    if (env.MODELKIT_CACHE_PREFIX) settings.prefix = env.MODELKIT_CACHE_PREFIX;
+    const ttl = envNumber("MODELKIT_CACHE_TTL_SECONDS", env.MODELKIT_CACHE_TTL_SECONDS);
+    if (ttl !== undefined) settings.ttlSeconds = ttl;
+    const timeout = envNumber("MODELKIT_CACHE_TIMEOUT_MS", env.MODELKIT_CACHE_TIMEOUT_MS);
+    if (timeout !== undefined) settings.timeoutMs = timeout;
+    return settings;
+  }
+  throw new ModelkitError(
+    "ERR_INVALID_SETTINGS",
+    `MODELKIT_CACHE_PROVIDER must be none, memory or redis, got "${provider}"`,
+  );
+}
+
+export function resolveOptions(
+  options: ModelLibraryOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): ResolvedOptions {
+  const models =
+    options.models === undefined
+      ? (list(env.MODELKIT_MODELS) ?? [])
+      : Array.isArray(options.models)
+        ? [...options.models]
+        : [options.models as ModelSource];
+
+  let requiredModels: readonly string[] | undefined;
+  let settingsOverrides: Record<string, Record<string, unknown>> = {};
+  if (options.requiredModels === undefined) requiredModels = list(env.MODELKIT_REQUIRED_MODELS);
+  else if (Array.isArray(options.requiredModels)) requiredModels = options.requiredModels;
+  else {
+    settingsOverrides = options.requiredModels as Record<string, Record<string, unknown>>;
+    requiredModels = Object.keys(settingsOverrides);
+  }
+
+  const settings: LibrarySettings = { ...options.settings };
+  if (settings.lazyLoading === undefined) {
+    const lazy = envFlag("MODELKIT_LAZY_LOADING", env.MODELKIT_LAZY_LOADING);
+    if (lazy !== undefined) settings.lazyLoading = lazy;
+  }
+  if (settings.cache === undefined) {
+    const cache = cacheFromEnv(env);
+    if (cache !== undefined) settings.cache = cache;
+  }
+  if (settings.timeoutMs === undefined) {
+    const timeout = envNumber("MODELKIT_TIMEOUT_MS", env.MODELKIT_TIMEOUT_MS);
+    if (timeout !== undefined) settings.timeoutMs = timeout;
+  }
+  return {
+    models,
+    requiredModels,
+    settingsOverrides,
+    configuration: options.configuration ?? {},
+    settings,
+  };
+}
