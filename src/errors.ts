@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   ERR_PREDICTION_TIMEOUT: { status: 504, title: "Prediction timed out" },
   ERR_WORKER_FAILED: { status: 500, title: "Worker thread failed" },
   ERR_INVALID_SETTINGS: { status: 500, title: "Invalid library settings" },
+  ERR_OVERLOADED: { status: 503, title: "Model overloaded" },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
