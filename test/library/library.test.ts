@@ -1,0 +1,269 @@
+import { fileURLToPath } from "node:url";
+import { Model, ModelLibrary } from "modelkit-ts";
+import t from "tap";
+import { z } from "zod";
+import * as fixtures from "../../dist/test/fixtures/core-models.js";
+
+const { events } = fixtures;
+const FIXTURES = fileURLToPath(new URL("../../dist/test/fixtures/core-models.js", import.meta.url));
+
+function library(options: ConstructorParameters<typeof ModelLibrary>[0]) {
+  events.length = 0;
+  return new ModelLibrary({ models: [FIXTURES], ...options });
+}
+
+t.test("loads required models with dependencies first, each once, and predicts", async (t) => {
+  const lib = library({ requiredModels: ["combined", "sentiment"] });
+  t.teardown(() => lib.close());
+  t.equal(lib.state, "unloaded");
+  await lib.load();
+  t.equal(lib.state, "loaded");
+  t.same([...lib.modelNames].sort(), ["combined", "sentiment", "tokenizer"]);
+  t.same(
+    events.filter((e) => e.startsWith("load:")),
+    ["load:tokenizer", "load:sentiment", "load:combined"],
+    "dependencies load before dependents, the shared one once",
+  );
+  t.equal(
+    lib
+      .get<{ modelDependencies: { get(n: string): unknown } }>("combined")
+      .modelDependencies.get("tokenizer"),
+    lib.get("tokenizer"),
+    "one shared instance",
+  );
+  t.same(await lib.predict("combined", { text: "Hello big world" }), { score: 3, tokens: 3 });
+  t.same(await lib.predictBatch("sentiment", [{ text: "a b" }, { text: "c" }]), [
+    { score: 2 },
+    { score: 1 },
+  ]);
+  t.same(await lib.predict("tokenizer", "A b"), ["a", "b"], "sync models on the async path");
+  t.same(
+    lib.status().map((s) => [s.name, s.state]),
+    [
+      ["tokenizer", "loaded"],
+      ["sentiment", "loaded"],
+      ["combined", "loaded"],
+    ],
+  );
+  t.match(lib.describe()[1], {
+    configurationKey: "sentiment",
+    kind: "async",
+    dependencies: { tokenizer: "tokenizer" },
+    itemSchema: { type: "object", properties: { text: { type: "string" } } },
+  });
+});
+
+t.test("close() runs _close once per model, dependents before dependencies", async (t) => {
+  const lib = library({ requiredModels: ["combined"] });
+  await lib.load();
+  events.length = 0;
+  await Promise.all([lib.close(), lib.close()]);
+  await lib.close();
+  t.same(events, ["close:combined", "close:sentiment", "close:tokenizer"]);
+  t.equal(lib.state, "closed");
+});
+
+t.test("independent async loads run concurrently", async (t) => {
+  const lib = library({ requiredModels: ["slow_a", "slow_b"] });
+  t.teardown(() => lib.close());
+  const started = performance.now();
+  await lib.load();
+  const elapsed = performance.now() - started;
+  t.same(events.slice(0, 2).sort(), ["start:slow_a", "start:slow_b"], "both started first");
+  t.ok(elapsed < 280, `two 150 ms loads took ${elapsed.toFixed(0)} ms, not 300`);
+});
+
+t.test("requiredModels as a record overrides settings; configuration overrides", async (t) => {
+  const lib = library({
+    requiredModels: { sentiment: { bias: 10 } },
+    configuration: { sentiment: { timeoutMs: 500, modelSettings: { bias: 1, extra: true } } },
+  });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const sentiment = lib.get<Model>("sentiment");
+  t.same(sentiment.modelSettings, { bias: 10, extra: true }, "the required record wins");
+  t.equal(sentiment.configuration.timeoutMs, 500);
+  t.same(await lib.predict("sentiment", { text: "one two" }), { score: 12 });
+});
+
+t.test("dependencies can be renamed with a record alias -> configuration", async (t) => {
+  const lib = library({ requiredModels: ["sentiment_renamed"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  t.same([...lib.modelNames].sort(), ["sentiment_renamed", "words"]);
+  t.same(await lib.predict("sentiment_renamed", { text: "abc" }), { score: 3 });
+  t.same(lib.describe().at(-1)?.dependencies, { tokenizer: "words" });
+});
+
+t.test("errors from model code keep their identity through a chain of dependencies", async (t) => {
+  const lib = library({ requiredModels: ["top"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  t.equal(await lib.predict("top", "ok"), "ok");
+  const error = await lib.predict("top", "fail").catch((e: unknown) => e);
+  t.equal(error, fixtures.chainError, "the same object");
+  const direct = await lib
+    .get<{ predict(x: string): Promise<string> }>("top")
+    .predict("fail")
+    .catch((e: unknown) => e);
+  t.equal(direct, fixtures.chainError);
+});
+
+t.test(
+  "unknown models and dependencies: ERR_CONFIGURATION_NOT_FOUND with a suggestion",
+  async (t) => {
+    await t.rejects(library({ requiredModels: ["sentimnt"] }).load(), {
+      code: "ERR_CONFIGURATION_NOT_FOUND",
+      message: /no model configuration "sentimnt".*did you mean "sentiment"/,
+    });
+    await t.rejects(library({ requiredModels: ["needs_missing"] }).load(), {
+      code: "ERR_CONFIGURATION_NOT_FOUND",
+      message: /"tokenizr" \(a dependency of "needs_missing"\).*did you mean "tokenizer"/,
+    });
+    await t.rejects(library({ requiredModels: [], configuration: { nope: {} } }).load(), {
+      code: "ERR_CONFIGURATION_NOT_FOUND",
+    });
+    const lib = library({ requiredModels: ["tokenizer"] });
+    t.teardown(() => lib.close());
+    await lib.load();
+    t.throws(() => lib.get("tokeniser"), {
+      code: "ERR_CONFIGURATION_NOT_FOUND",
+      message: /did you mean "tokenizer"/,
+    });
+    t.throws(() => lib.get("sentiment"), {
+      code: "ERR_MODEL_NOT_LOADED",
+      message: /loaded: tokenizer/,
+    });
+    await t.rejects(lib.predict("sentiment", { text: "x" }), { code: "ERR_MODEL_NOT_LOADED" });
+    const model = lib.get<Model>("tokenizer");
+    t.throws(() => model.modelDependencies.get("x"), { code: "ERR_CONFIGURATION_NOT_FOUND" });
+  },
+);
+
+t.test("a dependency cycle is named", async (t) => {
+  await t.rejects(library({ requiredModels: ["cycle_a"] }).load(), {
+    code: "ERR_DEPENDENCY_CYCLE",
+    message: /cycle_a -> cycle_b -> cycle_c -> cycle_a/,
+  });
+});
+
+t.test("two classes claiming one configuration name", async (t) => {
+  class OtherTokenizer extends Model {
+    static override configurations = { tokenizer: {} };
+    protected override _predict(item: unknown) {
+      return item;
+    }
+  }
+  await t.rejects(library({ models: [FIXTURES, OtherTokenizer] }).load(), {
+    code: "ERR_DUPLICATE_CONFIGURATION",
+    message: /"tokenizer" is declared by both Tokenizer and OtherTokenizer/,
+  });
+  // The same class reached twice (specifier and namespace) is no conflict.
+  const lib = library({ models: [FIXTURES, fixtures, fixtures.Tokenizer], requiredModels: [] });
+  await lib.load();
+  t.same(lib.modelNames, []);
+});
+
+t.test("models as classes and as module namespaces", async (t) => {
+  class Double extends Model<number, number> {
+    static override configurations = { double: {} };
+    static override itemSchema = z.number();
+    protected override _predict(x: number) {
+      return 2 * x;
+    }
+  }
+  const lib = new ModelLibrary({
+    models: [Double, { Sentiment: fixtures.Sentiment, Tokenizer: fixtures.Tokenizer, other: 1 }],
+    requiredModels: ["double", "sentiment"],
+  });
+  t.teardown(() => lib.close());
+  await lib.load();
+  t.same(lib.modelNames, ["double", "tokenizer", "sentiment"]);
+  t.equal(await lib.predict("double", 21), 42);
+  t.same(await lib.predict("sentiment", { text: "a b c" }), { score: 3 });
+  await t.rejects(new ModelLibrary({ models: [42 as never] }).load(), {
+    code: "ERR_INVALID_SETTINGS",
+  });
+});
+
+t.test("a model failing to load fails load() and shows in status()", async (t) => {
+  const lib = library({ requiredModels: ["failing", "sentiment"] });
+  t.teardown(() => lib.close());
+  await t.rejects(lib.load(), { code: "E_WEIGHTS", message: "weights missing" });
+  t.equal(lib.state, "failed");
+  const status = Object.fromEntries(lib.status().map((s) => [s.name, s]));
+  t.match(status.failing, {
+    state: "failed",
+    error: { code: "E_WEIGHTS", message: "weights missing" },
+  });
+  t.match(status.sentiment, { state: "loaded" }, "the others still load");
+});
+
+t.test("requiredModels [] loads nothing; omitted loads every configuration", async (t) => {
+  const none = library({ requiredModels: [] });
+  await none.load();
+  t.same(none.modelNames, []);
+  t.same(events, []);
+  const all = new ModelLibrary({ models: [fixtures.Tokenizer, fixtures.Words] });
+  await all.load();
+  t.same([...all.modelNames].sort(), ["tokenizer", "words"]);
+  await all.close();
+});
+
+t.test("lazy loading builds on first get or getAsync", async (t) => {
+  const lib = library({ requiredModels: ["combined"], settings: { lazyLoading: true } });
+  t.teardown(() => lib.close());
+  await lib.load();
+  t.same(events, [], "nothing loaded yet");
+  t.same(lib.get<Model<string, string[]>>("tokenizer").predict("a b"), ["a", "b"]);
+  t.same(events, ["load:tokenizer"]);
+  t.throws(() => lib.get("sentiment"), {
+    code: "ERR_MODEL_NOT_LOADED",
+    message: /getAsync\("sentiment"\)/,
+  });
+  t.same(await lib.predict("combined", { text: "x y" }), { score: 2, tokens: 2 });
+  t.equal(events.filter((e) => e === "load:sentiment").length, 1, "built once");
+});
+
+t.test("the environment supplies models, required models and lazy loading", async (t) => {
+  const saved = { ...process.env };
+  t.teardown(() => {
+    process.env = saved;
+  });
+  process.env.MODELKIT_MODELS = FIXTURES;
+  process.env.MODELKIT_REQUIRED_MODELS = "tokenizer, words";
+  process.env.MODELKIT_LAZY_LOADING = "true";
+  events.length = 0;
+  const lib = new ModelLibrary();
+  await lib.load();
+  t.same(lib.modelNames, ["tokenizer", "words"]);
+  t.same(events, [], "lazy from the environment");
+  await lib.close();
+
+  const explicit = new ModelLibrary({
+    requiredModels: ["tokenizer"],
+    settings: { lazyLoading: false },
+  });
+  await explicit.load();
+  t.same(explicit.modelNames, ["tokenizer"], "explicit options win");
+  t.same(events, ["load:tokenizer"]);
+  await explicit.close();
+
+  process.env.MODELKIT_LAZY_LOADING = "maybe";
+  t.throws(() => new ModelLibrary(), {
+    code: "ERR_INVALID_SETTINGS",
+    message: /MODELKIT_LAZY_LOADING/,
+  });
+});
+
+t.test("a model's timeoutMs bounds the async path and aborts its signal", async (t) => {
+  const lib = library({ requiredModels: ["slow_predict"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  t.equal(await lib.predict("slow_predict", 10), 10);
+  await t.rejects(lib.predict("slow_predict", 1000), {
+    code: "ERR_PREDICTION_TIMEOUT",
+    modelName: "slow_predict",
+  });
+  t.ok(lib.get<{ aborted: boolean }>("slow_predict").aborted, "the model saw the abort");
+});
