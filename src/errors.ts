@@ -17,6 +17,13 @@ export const ERROR_CODES = {
   ERR_WORKER_FAILED: { status: 500, title: "Worker thread failed" },
   ERR_INVALID_SETTINGS: { status: 500, title: "Invalid library settings" },
   ERR_OVERLOADED: { status: 503, title: "Model overloaded" },
+  ERR_PREDICTION_FAILED: { status: 500, title: "Prediction failed" },
+  ERR_MALFORMED_JSON: { status: 400, title: "Malformed JSON body" },
+  ERR_BAD_REQUEST: { status: 400, title: "Bad request" },
+  ERR_NOT_FOUND: { status: 404, title: "Not found" },
+  ERR_BODY_TOO_LARGE: { status: 413, title: "Request body too large" },
+  ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
+  ERR_NOT_READY: { status: 503, title: "Service not ready" },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
