@@ -1,0 +1,281 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import fp from "fastify-plugin";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { ModelLibrary } from "../library/library.js";
+
+/** One dispatched batch, as the dynamic batcher reports it. */
+export interface BatchObservation {
+  model: string;
+  /** Items in the batch handed to the model. */
+  size: number;
+  /** How long the oldest item of the batch waited in the queue. */
+  queueWaitMs: number;
+  /** Why the batch left: it was full, or its oldest item had waited `maxDelayMs`. */
+  reason: string;
+}
+
+/** Cumulative cache figures of one model; read at every scrape. */
+export interface CacheCounts {
+  model: string;
+  hits: number;
+  misses: number;
+}
+
+export interface MetricsOptions {
+  library: ModelLibrary;
+  /**
+   * Serve `/metrics` on this port instead of on the application's own, so that the scrape
+   * endpoint can stay off the public listener. 0 picks a free port (see `app.metrics.address`).
+   */
+  port?: number;
+  /** Host of the separate metrics listener; default 127.0.0.1. */
+  host?: string;
+  /** Bucket bounds in seconds of the request duration histogram. */
+  durationBuckets?: number[];
+  /** Node's process metrics (heap, GC, event-loop lag, handles...); default true. */
+  defaultMetrics?: boolean;
+  /** Read at each scrape: cumulative hits and misses per model, from the prediction cache. */
+  cacheCounts?: () => Iterable<CacheCounts>;
+}
+
+/** What the plugin decorates the Fastify instance with, as `app.metrics`. */
+export interface Metrics {
+  readonly registry: Registry;
+  /** Records one batch dispatch; the batcher's observer calls it. */
+  observeBatch(batch: BatchObservation): void;
+  /** Address of the separate metrics listener once the app is ready, when `port` is set. */
+  address(): AddressInfo | undefined;
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    metrics: Metrics;
+  }
+}
+
+// Sub-millisecond to 10 s: in-process models answer in microseconds, remote ones in seconds.
+const DEFAULT_DURATION_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+const QUEUE_WAIT_BUCKETS = [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
+
+const PREDICT_ROUTES = new Set(["/predict/:model", "/predict_batch/:model"]);
+const errorCode = Symbol("modelkit.metrics.errorCode");
+
+type Tracked = FastifyRequest & { [errorCode]?: string };
+
+/**
+ * Prometheus metrics of a modelkit-ts app: request duration histograms per route and model
+ * (histograms so that quantiles aggregate across replicas), predictions and errors per model
+ * and code, batch sizes and queue waits, cache hits and misses, model load state and time,
+ * and Node's process metrics. Each app gets its own registry.
+ *
+ * @example
+ * await app.register(metrics, { library });            // GET /metrics on the app
+ * await app.register(metrics, { library, port: 9464 }); // or on a port of its own
+ */
+export const metrics = fp<MetricsOptions>(
+  async (app: FastifyInstance, options: MetricsOptions) => {
+    const { library } = options;
+    const registry = new Registry();
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+
+    const requestDuration = new Histogram({
+      name: "modelkit_http_request_duration_seconds",
+      help: "HTTP request duration by route, model and status code",
+      labelNames: ["method", "route", "model", "status_code"] as const,
+      buckets: options.durationBuckets ?? DEFAULT_DURATION_BUCKETS,
+      registers: [registry],
+    });
+    const predictions = new Counter({
+      name: "modelkit_predictions_total",
+      help: "Items predicted successfully over HTTP, by model",
+      labelNames: ["model"] as const,
+      registers: [registry],
+    });
+    const predictionErrors = new Counter({
+      name: "modelkit_prediction_errors_total",
+      help: "Failed prediction requests by model and error code",
+      labelNames: ["model", "code"] as const,
+      registers: [registry],
+    });
+    const batchSize = new Histogram({
+      name: "modelkit_batch_size",
+      help: "Items per batch the dynamic batcher hands to a model",
+      labelNames: ["model"] as const,
+      buckets: BATCH_SIZE_BUCKETS,
+      registers: [registry],
+    });
+    const queueWait = new Histogram({
+      name: "modelkit_batch_queue_wait_seconds",
+      help: "Time the oldest item of a batch waited in the batching queue",
+      labelNames: ["model"] as const,
+      buckets: QUEUE_WAIT_BUCKETS,
+      registers: [registry],
+    });
+    const batches = new Counter({
+      name: "modelkit_batches_total",
+      help: "Batches dispatched by the dynamic batcher, by model and reason (full or delay)",
+      labelNames: ["model", "reason"] as const,
+      registers: [registry],
+    });
+    registerCacheCounters(registry, options.cacheCounts);
+    registerModelGauges(registry, library);
+
+    // The model label takes only served names: a path like /predict/<random> must not mint
+    // a new time series per request.
+    const modelOf = (request: FastifyRequest): string => {
+      const name = (request.params as { model?: unknown } | undefined)?.model;
+      return typeof name === "string" && library.has(name) ? name : "";
+    };
+
+    app.addHook("onError", async (request: Tracked, _reply, error) => {
+      const code = (error as { code?: unknown }).code;
+      request[errorCode] = typeof code === "string" ? code : "ERR_PREDICTION_FAILED";
+    });
+
+    app.addHook("onResponse", async (request: Tracked, reply: FastifyReply) => {
+      const route = request.routeOptions.url ?? "unmatched";
+      const model = modelOf(request);
+      requestDuration.observe(
+        { method: request.method, route, model, status_code: String(reply.statusCode) },
+        reply.elapsedTime / 1000,
+      );
+      if (!PREDICT_ROUTES.has(route)) return;
+      if (reply.statusCode < 400) {
+        const body = request.body;
+        predictions.inc({ model }, Array.isArray(body) ? body.length : 1);
+      } else {
+        predictionErrors.inc({ model, code: request[errorCode] ?? `HTTP_${reply.statusCode}` });
+      }
+    });
+
+    let server: Server | undefined;
+    app.decorate("metrics", {
+      registry,
+      observeBatch(batch: BatchObservation) {
+        const labels = { model: batch.model };
+        batchSize.observe(labels, batch.size);
+        queueWait.observe(labels, batch.queueWaitMs / 1000);
+        batches.inc({ ...labels, reason: batch.reason });
+      },
+      address: () => (server?.address() as AddressInfo | null) ?? undefined,
+    } satisfies Metrics);
+
+    if (options.port === undefined) {
+      app.get("/metrics", async (_request, reply) => {
+        reply.type(registry.contentType);
+        return registry.metrics();
+      });
+      return;
+    }
+
+    const port = options.port;
+    server = createServer((request, response) => {
+      if (request.method !== "GET" || request.url?.split("?")[0] !== "/metrics") {
+        response.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+        return;
+      }
+      registry.metrics().then(
+        (text) => response.writeHead(200, { "content-type": registry.contentType }).end(text),
+        (error: unknown) => {
+          app.log.error({ err: error }, "metrics collection failed");
+          response.writeHead(500, { "content-type": "text/plain" }).end("metrics failed\n");
+        },
+      );
+    });
+    const listener = server;
+    app.addHook("onReady", async () => {
+      await new Promise<void>((resolve, reject) => {
+        listener.once("error", reject);
+        listener.listen(port, options.host ?? "127.0.0.1", () => {
+          listener.off("error", reject);
+          resolve();
+        });
+      });
+    });
+    app.addHook("onClose", async () => {
+      if (!listener.listening) return;
+      await new Promise<void>((resolve) => {
+        listener.close(() => resolve());
+        listener.closeIdleConnections();
+      });
+    });
+  },
+  { fastify: "5.x", name: "modelkit-metrics" },
+);
+
+/** Hits and misses as counters, advanced at each scrape by what the cache counted since. */
+function registerCacheCounters(
+  registry: Registry,
+  read: (() => Iterable<CacheCounts>) | undefined,
+): void {
+  const seen = new Map<string, { hits: number; misses: number }>();
+  const advance = (counter: Counter<"model">, field: "hits" | "misses") => {
+    if (read === undefined) return;
+    for (const counts of read()) {
+      const last = seen.get(counts.model) ?? { hits: 0, misses: 0 };
+      const delta = counts[field] - last[field];
+      // A cache that was reset (restarted Redis client, cleared LRU) starts again from 0.
+      counter.inc({ model: counts.model }, delta >= 0 ? delta : counts[field]);
+      seen.set(counts.model, { ...last, [field]: counts[field] });
+    }
+  };
+  new Counter({
+    name: "modelkit_cache_hits_total",
+    help: "Prediction cache hits by model",
+    labelNames: ["model"] as const,
+    registers: [registry],
+    collect() {
+      advance(this, "hits");
+    },
+  });
+  new Counter({
+    name: "modelkit_cache_misses_total",
+    help: "Prediction cache misses by model",
+    labelNames: ["model"] as const,
+    registers: [registry],
+    collect() {
+      advance(this, "misses");
+    },
+  });
+}
+
+/** Model state and load time, read from `library.status()` at each scrape. */
+function registerModelGauges(registry: Registry, library: ModelLibrary): void {
+  new Gauge({
+    name: "modelkit_models_loaded",
+    help: "Number of served models that are loaded",
+    registers: [registry],
+    collect() {
+      this.set(library.status().filter((status) => status.state === "loaded").length);
+    },
+  });
+  new Gauge({
+    name: "modelkit_model_loaded",
+    help: "1 when the model is loaded, 0 otherwise",
+    labelNames: ["model"] as const,
+    registers: [registry],
+    collect() {
+      for (const status of library.status()) {
+        this.set({ model: status.name }, status.state === "loaded" ? 1 : 0);
+      }
+    },
+  });
+  new Gauge({
+    name: "modelkit_model_load_duration_seconds",
+    help: "Time the model took to load",
+    labelNames: ["model"] as const,
+    registers: [registry],
+    collect() {
+      for (const status of library.status()) {
+        if (status.loadTimeMs !== undefined) {
+          this.set({ model: status.name }, status.loadTimeMs / 1000);
+        }
+      }
+    },
+  });
+}

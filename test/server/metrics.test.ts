@@ -1,0 +1,167 @@
+import { request } from "node:http";
+import Fastify from "fastify";
+import { AsyncModel, Model, ModelLibrary } from "modelkit-ts";
+import t from "tap";
+import { z } from "zod";
+import { metrics } from "../../dist/src/server/metrics.js";
+
+class Double extends Model<number, number> {
+  static override configurations = { double: {} };
+  static override itemSchema = z.number();
+  protected override _predict(item: number): number {
+    return item * 2;
+  }
+}
+
+class Slow extends AsyncModel<number, number> {
+  static override configurations = { slow: {} };
+  protected override async _load(): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  protected override async _predict(item: number): Promise<number> {
+    if (item < 0) throw new Error("negative");
+    return item;
+  }
+}
+
+// A bare Fastify app with the two prediction routes, so the plugin is tested on its own.
+async function build(options: { port?: number; cacheHits?: () => number } = {}) {
+  const library = new ModelLibrary({ models: [Double, Slow] });
+  await library.load();
+  const app = Fastify();
+  const { cacheHits } = options;
+  await app.register(metrics, {
+    library,
+    ...(options.port === undefined ? {} : { port: options.port }),
+    ...(cacheHits
+      ? { cacheCounts: () => [{ model: "double", hits: cacheHits(), misses: 1 }] }
+      : {}),
+  });
+  app.post<{ Params: { model: string } }>("/predict/:model", (req) =>
+    library.predict(req.params.model, req.body),
+  );
+  app.post<{ Params: { model: string }; Body: unknown[] }>("/predict_batch/:model", (req) =>
+    library.predictBatch(req.params.model, req.body),
+  );
+  return { app, library };
+}
+
+const json = { "content-type": "application/json" };
+const post = (app: Awaited<ReturnType<typeof build>>["app"], url: string, body: unknown) =>
+  app.inject({ method: "POST", url, headers: json, payload: JSON.stringify(body) });
+
+const scrape = async (app: Awaited<ReturnType<typeof build>>["app"]) => {
+  const res = await app.inject({ method: "GET", url: "/metrics" });
+  return res.body;
+};
+
+/** The value of one sample line, e.g. `metric{a="b"}`, or undefined when absent. */
+const sample = (text: string, series: string): number | undefined => {
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+};
+
+t.test("request histograms, predictions and errors by model and code", async (t) => {
+  const { app, library } = await build();
+  t.teardown(async () => {
+    await app.close();
+    await library.close();
+  });
+  for (let i = 0; i < 3; i++) {
+    const res = await post(app, "/predict/double", 2);
+    t.equal(res.statusCode, 200);
+  }
+  await post(app, "/predict_batch/double", [1, 2, 3, 4]);
+  await post(app, "/predict/slow", -1);
+  await post(app, "/predict/double", { not: "a number" });
+  await post(app, "/predict/no-such-model-abc", 1);
+
+  const res = await app.inject({ method: "GET", url: "/metrics" });
+  t.equal(res.statusCode, 200);
+  t.match(res.headers["content-type"], /^text\/plain; version=0\.0\.4/);
+  const text = res.body;
+  t.match(text, "# TYPE modelkit_http_request_duration_seconds histogram");
+  t.equal(
+    sample(
+      text,
+      'modelkit_http_request_duration_seconds_count{method="POST",route="/predict/:model",model="double",status_code="200"}',
+    ),
+    3,
+    "one observation per request, labelled by route template and model",
+  );
+  t.equal(sample(text, 'modelkit_predictions_total{model="double"}'), 7, "batch counts items");
+  t.equal(
+    sample(text, 'modelkit_prediction_errors_total{model="slow",code="ERR_PREDICTION_FAILED"}'),
+    1,
+    "a plain error thrown by the model",
+  );
+  t.equal(
+    sample(text, 'modelkit_prediction_errors_total{model="double",code="ERR_ITEM_VALIDATION"}'),
+    1,
+  );
+  t.equal(
+    sample(text, 'modelkit_prediction_errors_total{model="",code="ERR_CONFIGURATION_NOT_FOUND"}'),
+    1,
+    "an unknown name gets the empty model label, not a series of its own",
+  );
+  t.notMatch(text, "no-such-model-abc");
+  t.equal(sample(text, "modelkit_models_loaded"), 2);
+  t.equal(sample(text, 'modelkit_model_loaded{model="slow"}'), 1);
+  const load = sample(text, 'modelkit_model_load_duration_seconds{model="slow"}') ?? 0;
+  t.ok(load >= 0.015 && load < 5, `slow load time in seconds (${load})`);
+  t.match(text, "# TYPE nodejs_eventloop_lag_p99_seconds gauge", "Node default metrics");
+  t.match(text, "process_resident_memory_bytes");
+});
+
+t.test("batch observations and cache counts", async (t) => {
+  let hits = 5;
+  const { app, library } = await build({ cacheHits: () => hits });
+  t.teardown(async () => {
+    await app.close();
+    await library.close();
+  });
+  app.metrics.observeBatch({ model: "double", size: 12, queueWaitMs: 1.5, reason: "delay" });
+  app.metrics.observeBatch({ model: "double", size: 64, queueWaitMs: 0.2, reason: "full" });
+  let text = await scrape(app);
+  t.equal(sample(text, 'modelkit_batch_size_bucket{le="16",model="double"}'), 1);
+  t.equal(sample(text, 'modelkit_batch_size_sum{model="double"}'), 76);
+  t.equal(sample(text, 'modelkit_batches_total{model="double",reason="full"}'), 1);
+  t.equal(sample(text, 'modelkit_batch_queue_wait_seconds_bucket{le="0.002",model="double"}'), 2);
+  t.equal(sample(text, 'modelkit_cache_hits_total{model="double"}'), 5);
+  hits = 9;
+  text = await scrape(app);
+  t.equal(sample(text, 'modelkit_cache_hits_total{model="double"}'), 9, "advances by the delta");
+  t.equal(sample(text, 'modelkit_cache_misses_total{model="double"}'), 1);
+});
+
+t.test("metrics on a separate port", async (t) => {
+  const { app, library } = await build({ port: 0 });
+  t.teardown(async () => {
+    await app.close();
+    await library.close();
+  });
+  await app.ready();
+  const res = await app.inject({ method: "GET", url: "/metrics" });
+  t.equal(res.statusCode, 404, "not on the application's port");
+  const address = app.metrics.address();
+  if (address === undefined) throw new Error("metrics listener not started");
+  const get = (path: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      request({ host: "127.0.0.1", port: address.port, path }, (response) => {
+        let body = "";
+        response.setEncoding("utf8");
+        response.on("data", (chunk: string) => {
+          body += chunk;
+        });
+        response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
+      })
+        .on("error", reject)
+        .end();
+    });
+  const scraped = await get("/metrics");
+  t.equal(scraped.status, 200);
+  t.match(scraped.body, "modelkit_models_loaded 2");
+  t.equal((await get("/other")).status, 404);
+  await app.close();
+  t.equal(app.metrics.address(), undefined, "listener closed with the app");
+});
