@@ -296,8 +296,10 @@ export class ModelLibrary {
     return this.#order.map((name) => {
       const model = this.#models.get(name);
       const error = this.#errors.get(name);
-      const status: ModelStatus = { name, state: model?.state ?? (error ? "failed" : "unloaded") };
-      if (this.#building.has(name) && !model && !error) status.state = "loading";
+      const state =
+        model?.state ??
+        (error !== undefined ? "failed" : this.#building.has(name) ? "loading" : "unloaded");
+      const status: ModelStatus = { name, state };
       if (model?.loadTimeMs !== undefined) status.loadTimeMs = model.loadTimeMs;
       if (error !== undefined) status.error = describeError(error);
       return status;
