@@ -47,10 +47,11 @@ COPY --from=build /app/dist/examples ./dist/examples
 COPY examples ./examples
 USER node
 EXPOSE 8000
-# Liveness only: the process answers while its event loop runs. Readiness (/readyz) is for
-# load balancers and orchestrators, which should stop routing without restarting the
-# container. Node itself makes the request: slim images have no curl or wget.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+# Liveness only: /livez answers while the event loop runs, also while models are still loading,
+# so no start period is needed. Readiness (/readyz) is for load balancers and orchestrators,
+# which stop routing to a draining or loading container without restarting it. Node itself
+# makes the request: slim images have no curl or wget.
+HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
     CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8000)+'/livez').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # Exec form: node is PID 1 and receives SIGTERM itself, then drains and exits 0.
 CMD ["node", "dist/src/cli/main.js", "serve"]

@@ -16,7 +16,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib.sh"
 
 # Bump when the recipe below changes, so cached images are not reused.
-RECIPE=1
+RECIPE=2
 SUITE=bookworm
 
 node_bin="$(readlink -f "$(command -v node)")"
@@ -64,10 +64,10 @@ ln -s ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/local/bin/npx"
 chroot "$root" groupadd --gid 1000 node
 chroot "$root" useradd --uid 1000 --gid node --shell /bin/bash --create-home node
 # Trim what a runtime image does not need (apt indexes, docs, man pages).
-rm -rf "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* \
-  "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/var/log/*.log "$root"/tmp/* "$root"/dev/*
-chroot "$root" node --version >/dev/null || die "node does not run in the new root file system"
-chroot "$root" npm --version >/dev/null || die "npm does not run in the new root file system"
+rm -rf "${root:?}"/var/cache/apt/*.bin "${root:?}"/var/lib/apt/lists/* "${root:?}"/usr/share/doc/* \
+  "${root:?}"/usr/share/man/* "${root:?}"/usr/share/info/* "${root:?}"/var/log/*.log "${root:?}"/tmp/*
+env -u NODE_EXTRA_CA_CERTS chroot "$root" node --version >/dev/null || die "node does not run in the new root file system"
+env -u NODE_EXTRA_CA_CERTS chroot "$root" npm --version >/dev/null || die "npm does not run in the new root file system"
 
 # 3. Import as an image.
 log "importing $image"
@@ -76,5 +76,5 @@ tar -C "$root" --numeric-owner -c . |
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change "ENV NODE_VERSION=${node_version#v}" \
     --change 'CMD ["node"]' \
-    - "$image" >/dev/null
+    --quiet - "$image" >/dev/null
 echo "$image"

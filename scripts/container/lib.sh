@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # the variables are used by the scripts that source this
 # Shared settings for the container scripts. Source it; do not run it.
 #
 # This machine has no Docker engine, so the scripts drive Debian's podman. Its default runtime

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# End-to-end test of the container image (npm run test:container).
+#
+# Builds the image from the Dockerfile, then proves what the Dockerfile promises:
+#   - it runs as an unprivileged user and carries no dev dependencies, sources or tests;
+#   - with no configuration it serves the bundled examples, its HEALTHCHECK reports healthy and
+#     a prediction over HTTP works;
+#   - a user's model mounted into the container is served (MODELKIT_MODELS), and on SIGTERM a
+#     request in flight still completes with 200, /readyz turns 503 at once, and the container
+#     exits 0 within the drain delay plus the grace period.
+# It removes the containers and the image it created; the base image stays cached.
+#
+# Needs root (podman, and apt-get to install podman, runc, debootstrap and curl when missing).
+# Set MODELKIT_NODE_IMAGE to build from a pulled Node image instead of the local stand-in, and
+# MODELKIT_KEEP_IMAGE=1 to keep the built image. Takes about two minutes, four on a machine
+# whose base image is not cached yet.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+# shellcheck source=scripts/container/lib.sh
+source scripts/container/lib.sh
+
+# Shutdown timings given to the server under test. The slow request outlives the drain delay,
+# so it is still in flight when the listener closes, and ends well within the grace period.
+DRAIN_DELAY_MS=1000
+GRACE_PERIOD_MS=10000
+SLOW_MS=3000
+
+run_id="$$-$(date +%s)"
+image="localhost/modelkit-ts:test-$run_id"
+containers=()
+tmp="$(mktemp -d)"
+started_at=$(date +%s)
+step=0
+
+pass() {
+  step=$((step + 1))
+  printf 'ok %d - %s\n' "$step" "$*"
+}
+fail() {
+  step=$((step + 1))
+  printf 'not ok %d - %s\n' "$step" "$1"
+  shift
+  for detail in "$@"; do printf '  # %s\n' "$detail"; done
+  exit 1
+}
+now_ms() { date +%s%3N; }
+
+cleanup() {
+  local status=$?
+  set +e
+  for c in "${containers[@]}"; do
+    if ((status != 0)); then
+      printf '# last log lines of container %s:\n' "$c"
+      podman logs --tail 30 "$c" 2>&1 | sed 's/^/#   /'
+    fi
+    podman rm --force --time 0 "$c" >/dev/null 2>&1
+  done
+  if [[ -z "${MODELKIT_KEEP_IMAGE:-}" ]]; then
+    podman rmi --force "$image" >/dev/null 2>&1
+  fi
+  rm -rf "$tmp"
+  if ((status == 0)); then
+    printf '# container test passed in %ss\n' "$(($(date +%s) - started_at))"
+  else
+    printf '# container test FAILED (exit %d) after %ss\n' "$status" "$(($(date +%s) - started_at))"
+  fi
+}
+trap cleanup EXIT
+
+# An unused TCP port on this host: the containers share the host's network (--network host).
+free_port() {
+  node -e 'const s=require("node:net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+# http METHOD URL [BODY]: prints the status code; the response body is left in $tmp/body.
+http() {
+  local args=(--silent --output "$tmp/body" --write-out '%{http_code}' --max-time 30 -X "$1" "$2")
+  if (($# > 2)); then args+=(-H 'content-type: application/json' --data "$3"); fi
+  curl "${args[@]}" || true
+}
+
+# start NAME [podman run options...]: starts the image detached as container "$container" and
+# registers it for cleanup. podman logs systemd errors here because it cannot install
+# healthcheck timers without systemd; they are harmless (the test runs the healthcheck itself)
+# and kept out of the output.
+start() {
+  container="modelkit-ts-test-$1-$run_id"
+  shift
+  containers+=("$container")
+  podman run --detach --name "$container" "${PODMAN_RUN_FLAGS[@]}" "$@" "$image" \
+    >"$tmp/run.log" 2>&1 || fail "podman run $container" "$(tail -5 "$tmp/run.log")"
+}
+
+# wait_healthy CONTAINER: runs the image's HEALTHCHECK on demand (podman has no timers here)
+# until it passes, and reads the health status podman recorded.
+wait_healthy() {
+  local deadline=$(($(date +%s) + 60)) status
+  until podman healthcheck run "$1" >/dev/null 2>&1; do
+    [[ "$(podman inspect --format '{{.State.Running}}' "$1")" == true ]] ||
+      fail "HEALTHCHECK: container $1 stopped before it became healthy"
+    (($(date +%s) < deadline)) || fail "HEALTHCHECK did not pass within 60s"
+    sleep 1
+  done
+  status="$(podman inspect --format '{{.State.Health.Status}}' "$1")"
+  [[ "$status" == healthy ]] || fail "HEALTHCHECK passed but podman reports '$status'"
+}
+
+# wait_ready PORT: polls /readyz until 200.
+wait_ready() {
+  local deadline=$(($(date +%s) + 60)) code
+  until [[ "$(http GET "http://127.0.0.1:$1/readyz")" == 200 ]]; do
+    (($(date +%s) < deadline)) || fail "/readyz did not turn 200 within 60s" "$(cat "$tmp/body" 2>/dev/null)"
+    sleep 0.5
+  done
+}
+
+printf '# modelkit-ts container test (podman %s)\n' "$(podman --version 2>/dev/null | awk '{print $3}' || echo 'not installed yet')"
+
+# ---------------------------------------------------------------------------------------------
+ensure_tools
+base="${MODELKIT_NODE_IMAGE:-$(scripts/container/base-image.sh 2>"$tmp/base.log")}" ||
+  fail "base image" "$(tail -20 "$tmp/base.log")"
+pass "base image $base"
+
+t0=$(now_ms)
+build_args=(--build-arg "NODE_IMAGE=$base" --tag "$image")
+if [[ -n "${NODE_EXTRA_CA_CERTS:-}" && -f "$NODE_EXTRA_CA_CERTS" ]]; then
+  build_args+=(--secret "id=npm_ca,src=$NODE_EXTRA_CA_CERTS")
+fi
+# --layers=false: no intermediate images to clean up afterwards.
+podman build "${PODMAN_BUILD_FLAGS[@]}" --layers=false "${build_args[@]}" . >"$tmp/build.log" 2>&1 ||
+  fail "image builds from the Dockerfile" "$(tail -40 "$tmp/build.log")"
+pass "image builds from the Dockerfile ($((($(now_ms) - t0) / 1000))s)"
+
+# ---------------------------------------------------------------------------------------------
+# What the image is, before running the server.
+user="$(podman image inspect --format '{{.User}}' "$image")"
+uid="$(podman run --rm "${PODMAN_RUN_FLAGS[@]}" "$image" id -u 2>/dev/null)"
+[[ -n "$user" && "$user" != root && "$user" != 0 && "$uid" != 0 ]] ||
+  fail "image runs as a non-root user" "USER='$user', id -u='$uid'"
+pass "image runs as a non-root user ($user, uid $uid)"
+
+healthcheck="$(podman image inspect --format '{{json .HealthCheck}}' "$image")"
+[[ "$healthcheck" == *livez* ]] || fail "image declares a HEALTHCHECK on /livez" "HealthCheck: $healthcheck"
+pass "image declares a HEALTHCHECK on /livez"
+
+# Every devDependency of package.json, plus sources and tests, must be absent from /app.
+mapfile -t dev_deps < <(node -p 'Object.keys(require("./package.json").devDependencies ?? {}).join("\n")')
+forbidden=(src test tsconfig.json node_modules/.bin/tsc)
+for dep in "${dev_deps[@]}"; do forbidden+=("node_modules/$dep"); done
+present="$(podman run --rm "${PODMAN_RUN_FLAGS[@]}" "$image" node -e '
+  const fs = require("node:fs");
+  console.log(process.argv.slice(1).filter((p) => fs.existsSync("/app/" + p)).join(" "));
+' "${forbidden[@]}" 2>/dev/null)" || fail "inspect /app in the image"
+[[ -z "$present" ]] || fail "no dev dependencies, sources or tests in /app" "found: $present"
+pass "no dev dependencies (${dev_deps[*]}), sources or tests in /app"
+
+# ---------------------------------------------------------------------------------------------
+# Out of the box: the bundled examples, HEALTHCHECK, a prediction, a clean stop.
+port="$(free_port)"
+start examples --env "PORT=$port"
+examples="$container"
+wait_healthy "$examples"
+pass "HEALTHCHECK reports healthy"
+wait_ready "$port"
+pass "/readyz is 200 once the example models are loaded"
+
+code="$(http POST "http://127.0.0.1:$port/predict/tokenizer" '"Hello, Container World"')"
+body="$(cat "$tmp/body")"
+[[ "$code" == 200 && "$body" == '["hello","container","world"]' ]] ||
+  fail "POST /predict/tokenizer answers the prediction" "status $code, body $body"
+pass "POST /predict/tokenizer answers $body"
+
+code="$(http POST "http://127.0.0.1:$port/predict/tokenizer" '{"not":"a string"}')"
+[[ "$code" == 422 ]] || fail "an invalid item is a 422" "status $code, body $(cat "$tmp/body")"
+pass "an invalid item is a 422 problem"
+
+podman stop --time 30 "$examples" >/dev/null 2>&1
+exit_code="$(podman inspect --format '{{.State.ExitCode}}' "$examples")"
+[[ "$exit_code" == 0 ]] || fail "podman stop: the server exits 0" "exit code $exit_code"
+pass "podman stop: the server exits 0"
+
+# ---------------------------------------------------------------------------------------------
+# A user's model mounted at run time, and a graceful stop with a request in flight.
+cat >"$tmp/slow.mjs" <<'JS'
+// Mounted into the container by test/container/run.sh: a model that takes as long as it is
+// asked to, so that a request is in flight when the container is told to stop.
+import { AsyncModel } from "/app/dist/src/index.js";
+
+export class Slow extends AsyncModel {
+  static configurations = { slow: {} };
+  async _predict(item) {
+    await new Promise((resolve) => setTimeout(resolve, item.ms));
+    return { sleptMs: item.ms };
+  }
+}
+JS
+chmod 0755 "$tmp"
+chmod 0644 "$tmp/slow.mjs"
+
+port="$(free_port)"
+start slow --env "PORT=$port" \
+  --env "MODELKIT_MODELS=/models/slow.mjs" \
+  --env "MODELKIT_DRAIN_DELAY_MS=$DRAIN_DELAY_MS" \
+  --env "MODELKIT_GRACE_PERIOD_MS=$GRACE_PERIOD_MS" \
+  --volume "$tmp/slow.mjs:/models/slow.mjs:ro"
+slow="$container"
+wait_ready "$port"
+pass "a model mounted into the container is served (MODELKIT_MODELS=/models/slow.mjs)"
+
+# The slow request, in the background; its status and body land in files.
+request_start=$(now_ms)
+curl --silent --max-time 60 --output "$tmp/slow-body" --write-out '%{http_code}' \
+  -H 'content-type: application/json' --data "{\"ms\":$SLOW_MS}" \
+  "http://127.0.0.1:$port/predict/slow" >"$tmp/slow-code" 2>/dev/null &
+slow_request=$!
+sleep 0.5 # let the request reach the model
+
+term_at=$(now_ms)
+podman kill --signal TERM "$slow" >/dev/null 2>&1 || fail "podman kill --signal TERM"
+readyz="$(http GET "http://127.0.0.1:$port/readyz")"
+[[ "$readyz" == 503 ]] || fail "SIGTERM: /readyz turns 503 at once" "status $readyz"
+pass "SIGTERM: /readyz turns 503 at once, while the listener drains"
+
+wait "$slow_request" || true
+request_ms=$(($(now_ms) - request_start))
+code="$(cat "$tmp/slow-code")"
+body="$(cat "$tmp/slow-body")"
+[[ "$code" == 200 && "$body" == "{\"sleptMs\":$SLOW_MS}" ]] ||
+  fail "SIGTERM: the request in flight completes" "status $code, body $body after ${request_ms}ms"
+pass "SIGTERM: the request in flight completes with 200 $body (${request_ms}ms)"
+
+exit_code="$(timeout 60 podman wait "$slow" 2>/dev/null)" || fail "container exits after SIGTERM" "still running after 60s"
+exited_ms=$(($(now_ms) - term_at))
+budget_ms=$((DRAIN_DELAY_MS + GRACE_PERIOD_MS))
+[[ "$exit_code" == 0 ]] || fail "SIGTERM: the container exits 0" "exit code $exit_code"
+((exited_ms <= budget_ms)) ||
+  fail "SIGTERM: exit within drain delay + grace period" "${exited_ms}ms > ${budget_ms}ms"
+pass "SIGTERM: the container exits 0 after ${exited_ms}ms (drain ${DRAIN_DELAY_MS}ms + grace ${GRACE_PERIOD_MS}ms allowed)"
