@@ -10,6 +10,12 @@ export {
   ValidationError,
   type ValidationIssue,
 } from "./errors.js";
+export {
+  BATCH_CHANNEL,
+  type BatchEvent,
+  type DispatchReason,
+  onBatchEvent,
+} from "./library/batcher.js";
 export { type LibraryState, ModelLibrary, type ModelStatus } from "./library/library.js";
 export type { ModelClass, ModelSource } from "./library/registry.js";
 export type { CacheSettings, LibrarySettings, ModelLibraryOptions } from "./library/settings.js";

@@ -2,7 +2,8 @@ import { ModelkitError } from "../errors.js";
 import type { AsyncModel } from "../model/async-model.js";
 import type { BaseModel } from "../model/base.js";
 import type { Model } from "../model/model.js";
-import type { PredictOptions } from "../model/types.js";
+import type { ModelClassStatics, PredictOptions } from "../model/types.js";
+import { Batcher } from "./batcher.js";
 
 /**
  * The library's async path for one model: how `library.predict` and `library.predictBatch`
@@ -12,13 +13,26 @@ import type { PredictOptions } from "../model/types.js";
 export class ModelRunner {
   readonly model: BaseModel<unknown, unknown>;
   readonly timeoutMs: number | undefined;
+  /** Gathers concurrent calls into batches when the configuration asks for `batching`. */
+  readonly batcher: Batcher | undefined;
 
   constructor(model: BaseModel<unknown, unknown>, options: { timeoutMs?: number | undefined }) {
     this.model = model;
     this.timeoutMs = model.configuration.timeoutMs ?? options.timeoutMs;
+    const batching = model.configuration.batching;
+    if (batching !== undefined) {
+      this.batcher = new Batcher(model.configurationKey, batching, {
+        itemSchema: (model.constructor as ModelClassStatics).itemSchema,
+        run: (items, context) => this.#predictBatchNow(items, context),
+      });
+    }
   }
 
   predict(item: unknown, options: PredictOptions = {}): Promise<unknown> {
+    const batcher = this.batcher;
+    if (batcher !== undefined) {
+      return this.#withTimeout(options, (inner) => batcher.submitOne(item, inner));
+    }
     return this.#withTimeout(options, (inner) =>
       this.model.kind === "async"
         ? (this.model as AsyncModel).predict(item, inner)
@@ -27,11 +41,19 @@ export class ModelRunner {
   }
 
   predictBatch(items: readonly unknown[], options: PredictOptions = {}): Promise<unknown[]> {
+    const batcher = this.batcher;
     return this.#withTimeout(options, (inner) =>
-      this.model.kind === "async"
-        ? (this.model as AsyncModel).predictBatch(items, inner)
-        : (this.model as Model).predictBatch(items, inner),
+      batcher !== undefined ? batcher.submit(items, inner) : this.#predictBatchNow(items, inner),
     );
+  }
+
+  #predictBatchNow(
+    items: readonly unknown[],
+    options: PredictOptions,
+  ): unknown[] | Promise<unknown[]> {
+    return this.model.kind === "async"
+      ? (this.model as AsyncModel).predictBatch(items, options)
+      : (this.model as Model).predictBatch(items, options);
   }
 
   /**

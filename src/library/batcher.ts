@@ -1,0 +1,451 @@
+import diagnosticsChannel from "node:diagnostics_channel";
+import type { ZodType } from "zod";
+import { ModelkitError, ValidationError, type ValidationIssue } from "../errors.js";
+import type { BatchingConfiguration, PredictContext } from "../model/types.js";
+import { parseChunk, parseOne } from "../model/validation.js";
+
+/** Why a batch left the queue: it was full, its oldest item waited `maxDelayMs`, or the model was idle. */
+export type DispatchReason = "full" | "delay" | "idle";
+
+/** What the batcher publishes on `BATCH_CHANNEL`, for metrics. */
+export type BatchEvent =
+  | {
+      type: "dispatch";
+      /** Configuration key of the model. */
+      model: string;
+      reason: DispatchReason;
+      /** Items in this `_predictBatch` call. */
+      size: number;
+      /** Callers (requests) with items in this batch. */
+      callers: number;
+      /** Milliseconds the oldest item of this batch waited in the queue. */
+      queueWaitMs: number;
+      /** Items still queued after this batch left. */
+      queued: number;
+    }
+  | { type: "complete"; model: string; size: number; durationMs: number; error?: unknown }
+  | { type: "overloaded"; model: string; queued: number; maxQueueSize: number };
+
+/**
+ * The `node:diagnostics_channel` the batcher publishes `BatchEvent`s on. Nothing is built or
+ * published while no one subscribes, so an unobserved batcher pays nothing for it.
+ */
+export const BATCH_CHANNEL = "modelkit-ts:batch";
+
+const channel = diagnosticsChannel.channel(BATCH_CHANNEL);
+
+/**
+ * Calls `listener` with every `BatchEvent` of every batching model in this process; returns the
+ * unsubscribe function.
+ *
+ * @example
+ * const stop = onBatchEvent((event) => {
+ *   if (event.type === "dispatch") app.metrics.observeBatch(event);
+ * });
+ */
+export function onBatchEvent(listener: (event: BatchEvent) => void): () => void {
+  const handler = (message: unknown) => listener(message as BatchEvent);
+  diagnosticsChannel.subscribe(BATCH_CHANNEL, handler);
+  return () => {
+    diagnosticsChannel.unsubscribe(BATCH_CHANNEL, handler);
+  };
+}
+
+/** One `submit` call: its items, where their answers go, and how it ends. */
+interface Caller {
+  readonly items: readonly unknown[];
+  readonly results: unknown[];
+  /** Items not answered yet. */
+  pending: number;
+  /** Items still in the queue (not yet in a batch). */
+  queued: number;
+  readonly enqueuedAt: number;
+  settled: boolean;
+  readonly resolve: (results: unknown[]) => void;
+  readonly reject: (error: unknown) => void;
+  readonly signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/** A run of one caller's items waiting in the queue: `items[start, end)`. */
+interface Segment {
+  readonly caller: Caller;
+  start: number;
+  readonly end: number;
+}
+
+/** A caller's part of a batch: batch positions `[at, at + count)` are its items from `start`. */
+interface Part {
+  readonly caller: Caller;
+  readonly start: number;
+  readonly at: number;
+  readonly count: number;
+}
+
+/** How the batcher reaches the model: one `predictBatch` call on one chunk, never larger than asked. */
+export type RunBatch = (
+  items: unknown[],
+  context: PredictContext,
+) => unknown[] | Promise<unknown[]>;
+
+/** Past `maxQueueSize`, the default bound: a few full batches, never an unbounded queue. */
+function defaultQueueSize(maxBatchSize: number): number {
+  return Math.max(1024, 16 * maxBatchSize);
+}
+
+/**
+ * Dynamic batching of one model: gathers concurrent `submit` calls into `predictBatch` calls of at
+ * most `maxBatchSize` items.
+ *
+ * When a batch leaves:
+ * - full: as soon as `maxBatchSize` items wait (at the end of the current event-loop turn);
+ * - idle: an item that arrives while no batch is running, the queue is empty and the last batch
+ *   ended more than `maxDelayMs` ago goes at the end of the current event-loop turn, with whatever
+ *   arrived in that same turn: a lone request on a quiet service pays no delay;
+ * - delay: otherwise the oldest waiting item waits at most `maxDelayMs` for the batch to fill.
+ *
+ * Items are validated per caller before they queue, so a bad item fails only its own caller; a
+ * failing batch fails only the callers with items in it; a caller whose signal aborts leaves
+ * the queue at once.
+ */
+export class Batcher {
+  readonly modelName: string;
+  readonly maxBatchSize: number;
+  readonly maxDelayMs: number;
+  readonly maxQueueSize: number;
+  readonly #itemSchema: ZodType | undefined;
+  readonly #run: RunBatch;
+  readonly #queue: Segment[] = [];
+  /** Index of the first live segment: taking from the front does not shift the array. */
+  #head = 0;
+  #queued = 0;
+  #running = 0;
+  /** When the last batch ended (or started, while one runs): "recently busy" for the idle rule. */
+  #lastActive = Number.NEGATIVE_INFINITY;
+  #immediate: NodeJS.Immediate | undefined;
+  #immediateReason: DispatchReason = "idle";
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    modelName: string,
+    configuration: BatchingConfiguration,
+    options: { itemSchema: ZodType | undefined; run: RunBatch },
+  ) {
+    this.modelName = modelName;
+    const { maxBatchSize, maxDelayMs, maxQueueSize } = configuration;
+    if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) {
+      throw invalid(modelName, `maxBatchSize must be a positive integer, got ${maxBatchSize}`);
+    }
+    if (typeof maxDelayMs !== "number" || !(maxDelayMs >= 0) || !Number.isFinite(maxDelayMs)) {
+      throw invalid(
+        modelName,
+        `maxDelayMs must be a number of milliseconds >= 0, got ${maxDelayMs}`,
+      );
+    }
+    if (maxQueueSize !== undefined && (!Number.isInteger(maxQueueSize) || maxQueueSize < 1)) {
+      throw invalid(modelName, `maxQueueSize must be a positive integer, got ${maxQueueSize}`);
+    }
+    this.maxBatchSize = maxBatchSize;
+    this.maxDelayMs = maxDelayMs;
+    this.maxQueueSize = maxQueueSize ?? defaultQueueSize(maxBatchSize);
+    this.#itemSchema = options.itemSchema;
+    this.#run = options.run;
+  }
+
+  /** Items waiting for a batch. */
+  get queued(): number {
+    return this.#queued;
+  }
+
+  /** Queues one item (`predict`): a validation issue's path has no index, as in `predict`. */
+  async submitOne(item: unknown, context: PredictContext = {}): Promise<unknown> {
+    parseOne(this.#itemSchema, item, "ERR_ITEM_VALIDATION", this.modelName);
+    return (await this.#enqueue([item], context))[0];
+  }
+
+  /**
+   * Queues `items` and resolves with their predictions in order. Rejects with
+   * `ERR_ITEM_VALIDATION` (issue paths indexed in `items`) before queueing, with `ERR_OVERLOADED`
+   * when the queue is full, or with the signal's reason when it aborts first.
+   */
+  async submit(items: readonly unknown[], context: PredictContext = {}): Promise<unknown[]> {
+    if (items.length === 0) return [];
+    parseChunk(this.#itemSchema, items, 0, "ERR_ITEM_VALIDATION", this.modelName);
+    return this.#enqueue(items, context);
+  }
+
+  /**
+   * Items were validated only to fail their caller alone: the model parses the raw items again
+   * in its batch, so a schema that transforms sees each item exactly once.
+   */
+  #enqueue(items: readonly unknown[], context: PredictContext): Promise<unknown[]> {
+    const signal = context.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    // An empty queue always admits one caller, so a request larger than the bound still runs.
+    if (this.#queued > 0 && this.#queued + items.length > this.maxQueueSize) {
+      if (channel.hasSubscribers) {
+        channel.publish({
+          type: "overloaded",
+          model: this.modelName,
+          queued: this.#queued,
+          maxQueueSize: this.maxQueueSize,
+        } satisfies BatchEvent);
+      }
+      return Promise.reject(
+        new ModelkitError(
+          "ERR_OVERLOADED",
+          `${this.modelName}: ${this.#queued} items already wait for a batch (maxQueueSize ${this.maxQueueSize})`,
+          { modelName: this.modelName },
+        ),
+      );
+    }
+    return new Promise<unknown[]>((resolve, reject) => {
+      const wasEmpty = this.#queued === 0;
+      const caller: Caller = {
+        items,
+        results: new Array(items.length),
+        pending: items.length,
+        queued: items.length,
+        enqueuedAt: performance.now(),
+        settled: false,
+        resolve,
+        reject,
+        signal,
+        onAbort: undefined,
+      };
+      if (signal !== undefined) {
+        caller.onAbort = () => this.#fail(caller, signal.reason);
+        signal.addEventListener("abort", caller.onAbort, { once: true });
+      }
+      this.#queue.push({ caller, start: 0, end: items.length });
+      this.#queued += items.length;
+      this.#schedule(wasEmpty);
+    });
+  }
+
+  /** Arms the one dispatch that the queue's state calls for. */
+  #schedule(arrivedOnEmpty = false): void {
+    if (this.#queued === 0) {
+      this.#clearTimer();
+      return;
+    }
+    if (this.#queued >= this.maxBatchSize) {
+      this.#dispatchSoon("full");
+      return;
+    }
+    if (this.#immediate !== undefined) return;
+    const quiet =
+      arrivedOnEmpty &&
+      this.#running === 0 &&
+      performance.now() - this.#lastActive > this.maxDelayMs;
+    if (quiet) {
+      this.#dispatchSoon("idle");
+      return;
+    }
+    if (this.#timer !== undefined) return;
+    const oldest = this.#queue[this.#head]?.caller.enqueuedAt ?? performance.now();
+    const wait = Math.max(0, oldest + this.maxDelayMs - performance.now());
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#dispatch("delay");
+      this.#schedule();
+    }, wait);
+  }
+
+  /**
+   * Dispatches at the end of this event-loop turn rather than now: requests read in the same
+   * turn join the batch, and a sync model never runs inside a caller's own `submit`.
+   */
+  #dispatchSoon(reason: DispatchReason): void {
+    this.#clearTimer();
+    if (this.#immediate !== undefined) {
+      if (reason === "full") this.#immediateReason = "full";
+      return;
+    }
+    this.#immediateReason = reason;
+    this.#immediate = setImmediate(() => {
+      this.#immediate = undefined;
+      this.#dispatch(this.#immediateReason);
+      this.#schedule();
+    });
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  /** Takes up to `maxBatchSize` items from the front of the queue and runs them as one batch. */
+  #dispatch(reason: DispatchReason): void {
+    const batch: unknown[] = [];
+    const parts: Part[] = [];
+    const now = performance.now();
+    while (batch.length < this.maxBatchSize && this.#head < this.#queue.length) {
+      const segment = this.#queue[this.#head] as Segment;
+      const { caller } = segment;
+      if (caller.settled) {
+        this.#head++;
+        continue;
+      }
+      const count = Math.min(segment.end - segment.start, this.maxBatchSize - batch.length);
+      parts.push({ caller, start: segment.start, at: batch.length, count });
+      for (let i = segment.start; i < segment.start + count; i++) batch.push(caller.items[i]);
+      segment.start += count;
+      caller.queued -= count;
+      this.#queued -= count;
+      if (segment.start === segment.end) this.#head++;
+    }
+    this.#compact();
+    if (batch.length === 0) return;
+    const size = batch.length;
+    if (channel.hasSubscribers) {
+      channel.publish({
+        type: "dispatch",
+        model: this.modelName,
+        reason: reason === "delay" && size === this.maxBatchSize ? "full" : reason,
+        size,
+        callers: parts.length,
+        queueWaitMs: now - (parts[0] as Part).caller.enqueuedAt,
+        queued: this.#queued,
+      } satisfies BatchEvent);
+    }
+    this.#running++;
+    this.#lastActive = now;
+    const { signal, release } = batchSignal(parts);
+    const done = (error?: unknown) => {
+      release();
+      this.#running--;
+      this.#lastActive = performance.now();
+      if (channel.hasSubscribers) {
+        const event: BatchEvent = {
+          type: "complete",
+          model: this.modelName,
+          size,
+          durationMs: this.#lastActive - now,
+        };
+        if (error !== undefined) event.error = error;
+        channel.publish(event);
+      }
+    };
+    let answer: unknown[] | Promise<unknown[]>;
+    try {
+      answer = this.#run(batch, signal === undefined ? {} : { signal });
+    } catch (error) {
+      done(error);
+      this.#failBatch(parts, error);
+      return;
+    }
+    if (Array.isArray(answer)) {
+      done();
+      this.#deliver(parts, answer);
+      return;
+    }
+    answer.then(
+      (results) => {
+        done();
+        this.#deliver(parts, results);
+      },
+      (error: unknown) => {
+        done(error);
+        this.#failBatch(parts, error);
+      },
+    );
+  }
+
+  /** Drops the settled segments at the front once they are a good share of the array. */
+  #compact(): void {
+    if (this.#head === this.#queue.length) {
+      this.#queue.length = 0;
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue.splice(0, this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #deliver(parts: readonly Part[], results: readonly unknown[]): void {
+    for (const { caller, start, at, count } of parts) {
+      if (caller.settled) continue;
+      for (let i = 0; i < count; i++) caller.results[start + i] = results[at + i];
+      caller.pending -= count;
+      if (caller.pending === 0) this.#settle(caller)?.resolve(caller.results);
+    }
+  }
+
+  #failBatch(parts: readonly Part[], error: unknown): void {
+    for (const part of parts) this.#fail(part.caller, errorFor(part, error));
+  }
+
+  /** Rejects a caller and takes its items still queued out of the count. */
+  #fail(caller: Caller, error: unknown): void {
+    const settled = this.#settle(caller);
+    if (settled === undefined) return;
+    this.#queued -= caller.queued;
+    caller.queued = 0;
+    settled.reject(error);
+    this.#schedule();
+  }
+
+  /** Marks a caller settled exactly once; undefined when it already was. */
+  #settle(caller: Caller): Caller | undefined {
+    if (caller.settled) return undefined;
+    caller.settled = true;
+    if (caller.onAbort !== undefined) caller.signal?.removeEventListener("abort", caller.onAbort);
+    return caller;
+  }
+}
+
+/**
+ * The signal a batch runs with: it aborts once every caller in the batch has given up, since the
+ * work is still wanted while one of them waits. No signal when some caller can never abort.
+ */
+function batchSignal(parts: readonly Part[]): { signal?: AbortSignal; release: () => void } {
+  const signals: AbortSignal[] = [];
+  for (const { caller } of parts) {
+    if (caller.signal === undefined) return { release: noop };
+    if (!signals.includes(caller.signal)) signals.push(caller.signal);
+  }
+  const controller = new AbortController();
+  let live = signals.length;
+  const onAbort = () => {
+    live--;
+    if (live === 0) controller.abort(signals[0]?.reason);
+  };
+  for (const signal of signals) signal.addEventListener("abort", onAbort, { once: true });
+  const release = () => {
+    for (const signal of signals) signal.removeEventListener("abort", onAbort);
+  };
+  return { signal: controller.signal, release };
+}
+
+function noop(): void {}
+
+/**
+ * A return-validation error of the whole batch, as one caller should see it: only the issues of
+ * its own items, indexed in its own list. Every other error is passed on unchanged.
+ */
+function errorFor(part: Part, error: unknown): unknown {
+  if (!(error instanceof ValidationError) || error.code !== "ERR_RETURN_VALIDATION") return error;
+  const own: ValidationIssue[] = [];
+  for (const issue of error.issues) {
+    const [index, ...rest] = issue.path;
+    if (typeof index === "number" && index >= part.at && index < part.at + part.count) {
+      own.push({ ...issue, path: [index - part.at + part.start, ...rest] });
+    }
+  }
+  if (own.length > 0)
+    return new ValidationError("ERR_RETURN_VALIDATION", error.modelName ?? "", own);
+  return new ModelkitError(
+    "ERR_RETURN_VALIDATION",
+    `${error.modelName}: another prediction in the same batch failed return validation, so the batch has no results`,
+    { modelName: error.modelName, cause: error },
+  );
+}
+
+function invalid(modelName: string, message: string): ModelkitError {
+  return new ModelkitError("ERR_INVALID_SETTINGS", `${modelName}: batching: ${message}`, {
+    modelName,
+  });
+}

@@ -1,0 +1,267 @@
+import { type BatchEvent, ModelLibrary, onBatchEvent } from "modelkit-ts";
+import t, { type Test } from "tap";
+import * as fixtures from "../../dist/test/fixtures/batch-models.js";
+
+const { batchCalls } = fixtures;
+type Echo = { id: number; double: number };
+
+function library(options: Omit<ConstructorParameters<typeof ModelLibrary>[0], "models"> = {}) {
+  for (const name of Object.keys(batchCalls)) delete batchCalls[name];
+  return new ModelLibrary({ models: [fixtures], ...options });
+}
+
+/** Records the batch events of one test. */
+function watchEvents(t: Test): BatchEvent[] {
+  const events: BatchEvent[] = [];
+  t.teardown(onBatchEvent((event) => events.push(event)));
+  return events;
+}
+
+const ids = (n: number, from = 0) => Array.from({ length: n }, (_, i) => ({ id: from + i }));
+const sizes = (name: string) => (batchCalls[name] ?? []).map((items) => items.length);
+
+t.test("concurrent predicts are gathered into batches of at most maxBatchSize", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const events = watchEvents(t);
+  const results = await Promise.all(ids(10).map((item) => lib.predict<Echo>("batched_echo", item)));
+  t.same(
+    results,
+    ids(10).map(({ id }) => ({ id, double: id * 2 })),
+    "each caller gets its own result",
+  );
+  t.same(sizes("batched_echo"), [4, 4, 2], "full batches first, the rest after the delay");
+  const dispatches = events.filter((e) => e.type === "dispatch");
+  t.same(
+    dispatches.map((e) => [e.size, e.reason, e.callers]),
+    [
+      [4, "full", 4],
+      [4, "full", 4],
+      [2, "delay", 2],
+    ],
+  );
+  for (const e of dispatches) t.ok(e.queueWaitMs >= 0 && e.model === "batched_echo");
+  t.equal(events.filter((e) => e.type === "complete").length, 3);
+});
+
+t.test("predictBatch counts items: 500 items never make a call above 64", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo_big"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const [big, single, other] = await Promise.all([
+    lib.predictBatch<Echo>("batched_echo_big", ids(500)),
+    lib.predict<Echo>("batched_echo_big", { id: 1000 }),
+    lib.predictBatch<Echo>("batched_echo_big", ids(30, 2000)),
+  ]);
+  t.same(
+    big.map((p) => p.id),
+    ids(500).map((i) => i.id),
+    "order kept across batches",
+  );
+  t.same(single, { id: 1000, double: 2000 });
+  t.same(
+    other.map((p) => p.id),
+    ids(30, 2000).map((i) => i.id),
+  );
+  const calls = sizes("batched_echo_big");
+  t.ok(
+    calls.every((n) => n <= 64),
+    `no call above 64: ${calls}`,
+  );
+  t.equal(
+    calls.reduce((a, b) => a + b, 0),
+    531,
+  );
+  t.same(calls.slice(0, 8), [64, 64, 64, 64, 64, 64, 64, 64], "full batches mix callers");
+});
+
+t.test("a bad item fails only its own caller, with paths in its own list", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const [good, bad, badBatch, goodBatch] = await Promise.allSettled([
+    lib.predict("batched_echo", { id: 1 }),
+    lib.predict("batched_echo", { id: "one" }),
+    lib.predictBatch("batched_echo", [{ id: 2 }, { id: 3 }, { id: null }]),
+    lib.predictBatch("batched_echo", [{ id: 4 }, { id: 5 }]),
+  ]);
+  t.same(good, { status: "fulfilled", value: { id: 1, double: 2 } });
+  t.same(goodBatch, {
+    status: "fulfilled",
+    value: [
+      { id: 4, double: 8 },
+      { id: 5, double: 10 },
+    ],
+  });
+  t.match(bad, { status: "rejected", reason: { code: "ERR_ITEM_VALIDATION" } });
+  t.match(
+    (bad as PromiseRejectedResult).reason.issues.map((i: { path: unknown }) => i.path),
+    [["id"]],
+  );
+  t.match(badBatch, {
+    status: "rejected",
+    reason: { code: "ERR_ITEM_VALIDATION", modelName: "batched_echo" },
+  });
+  t.same(
+    (badBatch as PromiseRejectedResult).reason.issues.map((i: { path: unknown }) => i.path),
+    [[2, "id"]],
+  );
+  t.same(sizes("batched_echo"), [3], "bad callers never reach the model");
+});
+
+t.test("an exception fails only the callers of its batch; the queue keeps serving", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const items = ids(8).map((item) => (item.id === 1 ? { ...item, explode: true } : item));
+  const settled = await Promise.allSettled(items.map((item) => lib.predict("batched_echo", item)));
+  const reasons = settled.slice(0, 4).map((s) => (s as PromiseRejectedResult).reason);
+  t.ok(
+    reasons.every((r) => r instanceof Error && r.message === "batch exploded"),
+    "the first batch fails",
+  );
+  t.equal(reasons[0], reasons[3], "with the model's own error object");
+  t.same(
+    settled.slice(4).map((s) => s.status),
+    ["fulfilled", "fulfilled", "fulfilled", "fulfilled"],
+  );
+  t.same(await lib.predict("batched_echo", { id: 9 }), { id: 9, double: 18 });
+});
+
+t.test("return validation: the bad item's caller sees its own issue", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const [ok, bad] = await Promise.allSettled([
+    lib.predictBatch("batched_echo", [{ id: 1 }]),
+    lib.predictBatch("batched_echo", [{ id: 2 }, { id: 3, badReturn: true }]),
+  ]);
+  t.match(bad, { status: "rejected", reason: { code: "ERR_RETURN_VALIDATION" } });
+  t.same(
+    (bad as PromiseRejectedResult).reason.issues.map((i: { path: unknown }) => i.path),
+    [[1, "double"]],
+  );
+  t.match(ok, {
+    status: "rejected",
+    reason: { code: "ERR_RETURN_VALIDATION", message: /same batch/ },
+  });
+});
+
+t.test("a caller that aborts leaves the queue; the batch goes without it", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo_slow"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  // Keep the model busy so later arrivals queue (and wait the 1 s delay) instead of going idle.
+  const busy = lib.predict("batched_echo_slow", { id: 0, waitMs: 50 });
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const controller = new AbortController();
+  const gone = lib.predict("batched_echo_slow", { id: 1 }, { signal: controller.signal });
+  const kept = [2, 3].map((id) => lib.predict("batched_echo_slow", { id }));
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  controller.abort(new Error("client gone"));
+  await t.rejects(gone, { message: "client gone" });
+  // Two more make four queued items once the aborted one is out: a full batch goes at once.
+  const more = [4, 5].map((id) => lib.predict("batched_echo_slow", { id }));
+  const started = performance.now();
+  await Promise.all([busy, ...kept, ...more]);
+  t.ok(performance.now() - started < 500, "did not wait the 1 s delay");
+  t.same(
+    (batchCalls.batched_echo_slow ?? []).map((items) =>
+      items.map((item) => (item as { id: number }).id),
+    ),
+    [[0], [2, 3, 4, 5]],
+  );
+});
+
+t.test("a timeout aborts a hung batch; the queue keeps serving", async (t) => {
+  const lib = library({
+    requiredModels: ["batched_echo"],
+    configuration: { batched_echo: { timeoutMs: 50 } },
+  });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const events = watchEvents(t);
+  await t.rejects(lib.predict("batched_echo", { id: 1, hang: true }), {
+    code: "ERR_PREDICTION_TIMEOUT",
+  });
+  t.same(await lib.predict("batched_echo", { id: 2 }), { id: 2, double: 4 });
+  const failed = events.find((e) => e.type === "complete" && e.error !== undefined);
+  t.match(failed, { error: { message: "aborted batch" } }, "the batch saw its signal abort");
+});
+
+t.test("over maxQueueSize: ERR_OVERLOADED at once, never an unbounded queue", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const events = watchEvents(t);
+  const calls = ids(12).map((item) => lib.predict("batched_echo", item));
+  const settled = await Promise.allSettled(calls);
+  t.same(
+    settled.map((s) => s.status),
+    [...Array(10).fill("fulfilled"), "rejected", "rejected"],
+  );
+  t.match((settled[10] as PromiseRejectedResult).reason, {
+    code: "ERR_OVERLOADED",
+    modelName: "batched_echo",
+    message: /maxQueueSize 10/,
+  });
+  t.match(
+    events.filter((e) => e.type === "overloaded"),
+    [{ queued: 10, maxQueueSize: 10 }, {}],
+  );
+  const big = await lib.predictBatch("batched_echo", ids(25));
+  t.equal(big.length, 25, "an empty queue admits a request larger than the bound");
+  t.ok(sizes("batched_echo").every((n) => n <= 4));
+});
+
+t.test("a lone request on a quiet model does not wait the delay", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo_slow", "batched_echo"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const events = watchEvents(t);
+  const started = performance.now();
+  t.same(await lib.predict("batched_echo_slow", { id: 1 }), { id: 1, double: 2 });
+  t.ok(performance.now() - started < 500, "maxDelayMs is 1 s");
+  // Right after a batch the model counts as busy: the next lone item waits for company.
+  await lib.predict("batched_echo", { id: 1 });
+  await lib.predict("batched_echo", { id: 2 });
+  t.same(
+    events.flatMap((e) => (e.type === "dispatch" ? [`${e.model}:${e.reason}`] : [])),
+    ["batched_echo_slow:idle", "batched_echo:idle", "batched_echo:delay"],
+  );
+});
+
+t.test("sync models batch through the default _predictBatch", async (t) => {
+  const lib = library({ requiredModels: ["batched_square", "batched_length"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const events = watchEvents(t);
+  const results = await Promise.all(
+    [1, 2, 3, 4, 5, 6, 7].map((n) => lib.predict("batched_square", n)),
+  );
+  t.same(results, [1, 4, 9, 16, 25, 36, 49]);
+  t.same(
+    events.flatMap((e) => (e.type === "dispatch" ? [e.size] : [])),
+    [3, 3, 1],
+  );
+  t.same(
+    await lib.predictBatch("batched_length", ["a", "abcd"]),
+    [1, 4],
+    "a transforming schema parses each item once",
+  );
+  await t.rejects(lib.predict("batched_square", "7"), { code: "ERR_ITEM_VALIDATION" });
+});
+
+t.test("an invalid batching configuration is refused with ERR_INVALID_SETTINGS", async (t) => {
+  const lib = library({
+    requiredModels: ["batched_echo"],
+    configuration: { batched_echo: { batching: { maxBatchSize: 0, maxDelayMs: 1 } } },
+  });
+  t.teardown(() => lib.close());
+  await lib.load();
+  await t.rejects(lib.predict("batched_echo", { id: 1 }), {
+    code: "ERR_INVALID_SETTINGS",
+    message: /maxBatchSize must be a positive integer/,
+  });
+});
