@@ -2,11 +2,30 @@ import { ModelkitError } from "../errors.js";
 import type { ModelConfiguration } from "../model/types.js";
 import type { ModelSource } from "./registry.js";
 
-/** Where predictions are cached; models opt in with `modelSettings.cachePredictions`. */
+/**
+ * Where predictions are cached; models opt in with `modelSettings.cachePredictions: true`.
+ * Omitted: `memory`. docs/cache.md has the defaults and the rules.
+ */
 export type CacheSettings =
   | { provider: "none" }
-  | { provider: "memory"; maxSize?: number }
-  | { provider: "redis"; url?: string; ttlSeconds?: number; prefix?: string; timeoutMs?: number };
+  | {
+      provider: "memory";
+      /** Most entries kept (least recently used go first); default 10000. */
+      maxSize?: number;
+      /** Entry lifetime; default: until evicted. */
+      ttlSeconds?: number;
+    }
+  | {
+      provider: "redis";
+      /** Default `redis://127.0.0.1:6379`. */
+      url?: string;
+      /** Entry lifetime; default: no expiry (Redis's `maxmemory-policy` decides). */
+      ttlSeconds?: number;
+      /** Prepended to every key; default `modelkit:`. */
+      prefix?: string;
+      /** Bound of every Redis call, past which the item is computed; default 100. */
+      timeoutMs?: number;
+    };
 
 export interface LibrarySettings {
   /** Build and load each model on first `get` / `getAsync` instead of in `load()`. */
@@ -64,8 +83,12 @@ function cacheFromEnv(env: NodeJS.ProcessEnv): CacheSettings | undefined {
   if (provider === undefined || provider === "") return undefined;
   if (provider === "none") return { provider };
   if (provider === "memory") {
+    const settings: CacheSettings = { provider };
     const maxSize = envNumber("MODELKIT_CACHE_MAX_SIZE", env.MODELKIT_CACHE_MAX_SIZE);
-    return maxSize === undefined ? { provider } : { provider, maxSize };
+    if (maxSize !== undefined) settings.maxSize = maxSize;
+    const ttl = envNumber("MODELKIT_CACHE_TTL_SECONDS", env.MODELKIT_CACHE_TTL_SECONDS);
+    if (ttl !== undefined) settings.ttlSeconds = ttl;
+    return settings;
   }
   if (provider === "redis") {
     const settings: CacheSettings = { provider };

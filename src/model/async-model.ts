@@ -1,3 +1,4 @@
+import { cacheOf, predictCachedAsync } from "../cache/chunk.js";
 import { BaseModel, batchChunkSize, contextOf, genChunkSize } from "./base.js";
 import type { BatchOptions, ModelOptions, PredictContext, PredictOptions } from "./types.js";
 
@@ -41,6 +42,17 @@ export abstract class AsyncModel<TItem = unknown, TReturn = unknown> extends Bas
     this.assertLoaded();
     const parsed = this.parseItem(item);
     const context = contextOf(options);
+    const cache = cacheOf(this);
+    if (cache !== undefined) {
+      const cached = await predictCachedAsync<TItem, TReturn>(
+        cache,
+        this,
+        [parsed],
+        { offset: undefined, forceCompute: options?.forceCompute },
+        (misses) => this.#compute(misses, context),
+      );
+      return cached[0] as TReturn;
+    }
     if (!this.batchFirst) return this.parseReturn(await this._predict(parsed, context));
     const predictions = await this._predictBatch([parsed], context);
     return this.parseReturns(predictions, 1, 0)[0] as TReturn;
@@ -58,7 +70,7 @@ export abstract class AsyncModel<TItem = unknown, TReturn = unknown> extends Bas
     const results: TReturn[] = [];
     for (let step = 0; step < items.length; step += size) {
       const chunk = items.slice(step, step + size);
-      const predictions = await this.predictChunk(chunk, step, context);
+      const predictions = await this.predictChunk(chunk, step, context, options.forceCompute);
       options.callback?.(step, chunk, predictions);
       for (const prediction of predictions) results.push(prediction);
     }
@@ -91,7 +103,7 @@ export abstract class AsyncModel<TItem = unknown, TReturn = unknown> extends Bas
     context: PredictContext,
     options: BatchOptions<TItem, TReturn>,
   ): AsyncGenerator<TReturn, void, undefined> {
-    const predictions = await this.predictChunk(chunk, step, context);
+    const predictions = await this.predictChunk(chunk, step, context, options.forceCompute);
     try {
       yield* predictions;
     } finally {
@@ -104,11 +116,22 @@ export abstract class AsyncModel<TItem = unknown, TReturn = unknown> extends Bas
     chunk: readonly TItem[],
     offset: number,
     context: PredictContext,
+    forceCompute?: boolean,
   ): Promise<TReturn[]> {
     const parsed = this.parseItems(chunk, offset);
-    const raw = this.batchFirst
-      ? await this._predictBatch(parsed, context)
-      : await Promise.all(parsed.map((item) => this._predict(item, context)));
-    return this.parseReturns(raw, parsed.length, offset);
+    const cache = cacheOf(this);
+    if (cache !== undefined) {
+      return predictCachedAsync(cache, this, parsed, { offset, forceCompute }, (misses) =>
+        this.#compute(misses, context),
+      );
+    }
+    return this.parseReturns(await this.#compute(parsed, context), parsed.length, offset);
+  }
+
+  /** Unvalidated predictions of validated items, in one `_predictBatch` call or one per item. */
+  #compute(items: TItem[], context: PredictContext): Promise<TReturn[]> {
+    return this.batchFirst
+      ? this._predictBatch(items, context)
+      : Promise.all(items.map((item) => this._predict(item, context)));
   }
 }

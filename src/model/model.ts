@@ -1,3 +1,10 @@
+import {
+  cacheOf,
+  predictCachedAsync,
+  predictCachedSync,
+  synchronousCacheOf,
+  throughAsyncCache,
+} from "../cache/chunk.js";
 import { BaseModel, batchChunkSize, contextOf, genChunkSize } from "./base.js";
 import type { BatchOptions, ModelOptions, PredictContext, PredictOptions } from "./types.js";
 
@@ -33,6 +40,17 @@ export abstract class Model<TItem = unknown, TReturn = unknown> extends BaseMode
     this.assertLoaded();
     const parsed = this.parseItem(item);
     const context = contextOf(options);
+    const cache = synchronousCacheOf(this);
+    if (cache !== undefined) {
+      const cached = predictCachedSync<TItem, TReturn>(
+        cache,
+        this,
+        [parsed],
+        { offset: undefined, forceCompute: options?.forceCompute },
+        (misses) => this.#compute(misses, context),
+      );
+      return cached[0] as TReturn;
+    }
     if (!this.batchFirst) return this.parseReturn(this._predict(parsed, context));
     return this.parseReturns(this._predictBatch([parsed], context), 1, 0)[0] as TReturn;
   }
@@ -49,7 +67,7 @@ export abstract class Model<TItem = unknown, TReturn = unknown> extends BaseMode
     const results: TReturn[] = [];
     for (let step = 0; step < items.length; step += size) {
       const chunk = items.slice(step, step + size);
-      const predictions = this.predictChunk(chunk, step, context);
+      const predictions = this.predictChunk(chunk, step, context, options.forceCompute);
       options.callback?.(step, chunk, predictions);
       for (const prediction of predictions) results.push(prediction);
     }
@@ -86,7 +104,7 @@ export abstract class Model<TItem = unknown, TReturn = unknown> extends BaseMode
     context: PredictContext,
     options: BatchOptions<TItem, TReturn>,
   ): Generator<TReturn, void, undefined> {
-    const predictions = this.predictChunk(chunk, step, context);
+    const predictions = this.predictChunk(chunk, step, context, options.forceCompute);
     try {
       yield* predictions;
     } finally {
@@ -99,11 +117,58 @@ export abstract class Model<TItem = unknown, TReturn = unknown> extends BaseMode
     chunk: readonly TItem[],
     offset: number,
     context: PredictContext,
+    forceCompute?: boolean,
   ): TReturn[] {
     const parsed = this.parseItems(chunk, offset);
-    const raw = this.batchFirst
-      ? this._predictBatch(parsed, context)
-      : parsed.map((item) => this._predict(item, context));
-    return this.parseReturns(raw, parsed.length, offset);
+    const cache = synchronousCacheOf(this);
+    if (cache !== undefined) {
+      return predictCachedSync(cache, this, parsed, { offset, forceCompute }, (misses) =>
+        this.#compute(misses, context),
+      );
+    }
+    return this.parseReturns(this.#compute(parsed, context), parsed.length, offset);
+  }
+
+  /** Unvalidated predictions of validated items, in one `_predictBatch` call or one per item. */
+  #compute(items: TItem[], context: PredictContext): TReturn[] {
+    return this.batchFirst
+      ? this._predictBatch(items, context)
+      : items.map((item) => this._predict(item, context));
+  }
+
+  /**
+   * The library's async path when the library's cache is asynchronous (Redis): `predict`
+   * (`single`) or `predictBatch` with lookups and writes awaited, the model itself run
+   * synchronously between them. Direct calls cannot await, so they skip such a cache.
+   */
+  async [throughAsyncCache](
+    items: readonly TItem[],
+    options: PredictOptions,
+    single: boolean,
+  ): Promise<TReturn[]> {
+    const cache = cacheOf(this);
+    if (cache === undefined) {
+      return single
+        ? [this.predict(items[0] as TItem, options)]
+        : this.predictBatch(items, options);
+    }
+    if (items.length === 0) return [];
+    this.assertLoaded();
+    const context = contextOf(options);
+    const size = single ? 1 : batchChunkSize(undefined, this.batchSize, items.length);
+    const results: TReturn[] = [];
+    for (let step = 0; step < items.length; step += size) {
+      const chunk = items.slice(step, step + size);
+      const parsed = single ? [this.parseItem(chunk[0])] : this.parseItems(chunk, step);
+      const predictions = await predictCachedAsync<TItem, TReturn>(
+        cache,
+        this,
+        parsed,
+        { offset: single ? undefined : step, forceCompute: options.forceCompute },
+        (misses) => this.#compute(misses, context),
+      );
+      for (const prediction of predictions) results.push(prediction);
+    }
+    return results;
   }
 }
