@@ -1,6 +1,12 @@
 /**
  * modelkit-ts: the curated public entry. What is exported here is the contract.
  */
+export type {
+  CacheStats,
+  CacheStatsSnapshot,
+  PredictionCache,
+  PredictionCacheEvents,
+} from "./cache/prediction-cache.js";
 export {
   didYouMean,
   ERROR_CODES,

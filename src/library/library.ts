@@ -1,3 +1,5 @@
+import { attachCache } from "../cache/chunk.js";
+import { createPredictionCache, type PredictionCache } from "../cache/prediction-cache.js";
 import { didYouMean, ModelkitError } from "../errors.js";
 import type { BaseModel } from "../model/base.js";
 import type {
@@ -46,6 +48,8 @@ export class ModelLibrary {
   readonly #runners = new Map<string, ModelRunner>();
   /** Names in the order their load finished: closing walks it backwards. */
   readonly #loaded: string[] = [];
+  /** Shared by the models with `cachePredictions: true`; none when no served model has it. */
+  #cache: PredictionCache | undefined;
   #state: LibraryState = "unloaded";
   #loading: Promise<void> | undefined;
 
@@ -55,6 +59,15 @@ export class ModelLibrary {
 
   get state(): LibraryState {
     return this.#state;
+  }
+
+  /**
+   * The prediction cache of the models with `modelSettings.cachePredictions: true` (after
+   * `load()`; undefined when none has it, or with `cache: { provider: "none" }`): its `stats()`
+   * and events feed metrics and logs.
+   */
+  get cache(): PredictionCache | undefined {
+    return this.#cache;
   }
 
   /** The configuration names this library serves (required ones and their dependencies). */
@@ -75,6 +88,14 @@ export class ModelLibrary {
       this.#resolveConfigurations();
       const required = this.#options.requiredModels ?? [...this.#registry.keys()];
       this.#order = loadOrder(required, this.#registry);
+      const caching = this.#order.some(
+        (name) => this.#configurations.get(name)?.modelSettings?.cachePredictions === true,
+      );
+      if (caching) {
+        this.#cache = createPredictionCache(this.#options.settings.cache);
+        // Bounded: a Redis that is down delays the start by a second, then items are computed.
+        await this.#cache?.ready();
+      }
     } catch (error) {
       this.#state = "failed";
       throw error;
@@ -191,12 +212,16 @@ export class ModelLibrary {
         }
       }
     }
-    return new registration.cls({
+    const model = new registration.cls({
       configurationKey: name,
       configuration,
       modelSettings: configuration.modelSettings ?? {},
       modelDependencies: dependencies,
     });
+    if (this.#cache !== undefined && model.modelSettings.cachePredictions === true) {
+      attachCache(model, this.#cache);
+    }
+    return model;
   }
 
   #register(name: string, model: AnyModel): AnyModel {
@@ -325,6 +350,7 @@ export class ModelLibrary {
         errors.push(error);
       }
     }
+    await this.#cache?.close(); // never throws: a Redis already gone is simply dropped
     this.#state = "closed";
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) throw new AggregateError(errors, "several models failed to close");

@@ -1,3 +1,4 @@
+import { needsAsyncCachePath, throughAsyncCache } from "../cache/chunk.js";
 import { ModelkitError } from "../errors.js";
 import type { AsyncModel } from "../model/async-model.js";
 import type { BaseModel } from "../model/base.js";
@@ -36,7 +37,9 @@ export class ModelRunner {
     return this.#withTimeout(options, (inner) =>
       this.model.kind === "async"
         ? (this.model as AsyncModel).predict(item, inner)
-        : (this.model as Model).predict(item, inner),
+        : needsAsyncCachePath(this.model)
+          ? (this.model as Model)[throughAsyncCache]([item], inner, true).then(([p]) => p)
+          : (this.model as Model).predict(item, inner),
     );
   }
 
@@ -53,7 +56,9 @@ export class ModelRunner {
   ): unknown[] | Promise<unknown[]> {
     return this.model.kind === "async"
       ? (this.model as AsyncModel).predictBatch(items, options)
-      : (this.model as Model).predictBatch(items, options);
+      : needsAsyncCachePath(this.model)
+        ? (this.model as Model)[throughAsyncCache](items, options, false)
+        : (this.model as Model).predictBatch(items, options);
   }
 
   /**
