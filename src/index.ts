@@ -1,6 +1,7 @@
 /**
  * modelkit-ts: the curated public entry. What is exported here is the contract.
  */
+export { WrappedAsyncModel } from "./bridge/wrapped-async-model.js";
 export type {
   CacheStats,
   CacheStatsSnapshot,

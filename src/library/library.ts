@@ -1,3 +1,4 @@
+import { LibraryThreads } from "../bridge/library-threads.js";
 import { attachCache } from "../cache/chunk.js";
 import { createPredictionCache, type PredictionCache } from "../cache/prediction-cache.js";
 import { didYouMean, ModelkitError } from "../errors.js";
@@ -48,6 +49,8 @@ export class ModelLibrary {
   readonly #runners = new Map<string, ModelRunner>();
   /** Names in the order their load finished: closing walks it backwards. */
   readonly #loaded: string[] = [];
+  /** Worker threads for sync models over async ones (src/bridge/), when there are any. */
+  #threads: LibraryThreads | undefined;
   /** Shared by the models with `cachePredictions: true`; none when no served model has it. */
   #cache: PredictionCache | undefined;
   #state: LibraryState = "unloaded";
@@ -96,17 +99,31 @@ export class ModelLibrary {
         // Bounded: a Redis that is down delays the start by a second, then items are computed.
         await this.#cache?.ready();
       }
+      this.#threads = LibraryThreads.plan({
+        order: this.#order,
+        registry: this.#registry,
+        configurations: this.#configurations,
+        settings: this.#options.settings,
+        dependsOnAsync: (name) => this.dependsOnAsync(name),
+      });
     } catch (error) {
       this.#state = "failed";
       throw error;
     }
+    // Worker threads start now, whatever the loading mode: their first call costs a cold start.
+    const threads = this.#threads?.start() ?? Promise.resolve();
     if (this.#options.settings.lazyLoading) {
+      await threads.catch((error: unknown) => {
+        this.#state = "failed";
+        throw error;
+      });
       this.#state = "loaded";
       return;
     }
     // Every model is started at once; each awaits its own dependencies, so independent async
     // loads overlap and a shared dependency is built exactly once.
-    const results = await Promise.allSettled(this.#order.map((name) => this.#build(name)));
+    const builds = this.#order.map((name) => this.#build(name));
+    const results = await Promise.allSettled([...builds, threads]);
     const failed = results.find((result) => result.status === "rejected");
     this.#state = failed ? "failed" : "loaded";
     if (failed) throw failed.reason;
@@ -147,6 +164,7 @@ export class ModelLibrary {
         dependencies.set(alias, await this.#build(dependency));
       }
       const model = this.#construct(name, dependencies);
+      await this.#threads?.ready(name); // its `_load` may call its wrapped async dependencies
       await model.load();
       return this.#register(name, model);
     } catch (error) {
@@ -202,13 +220,10 @@ export class ModelLibrary {
     const registration = this.#registry.get(name) as Registration;
     const configuration = this.#configurations.get(name) ?? {};
     if (registration.cls.kind === "sync") {
-      for (const [alias, dependency] of dependencies) {
-        if ((dependency as AnyModel).kind === "async") {
-          throw new ModelkitError(
-            "ERR_INVALID_SETTINGS",
-            `${name} is a sync model depending on the async model "${alias}", which needs the worker bridge`,
-            { modelName: name },
-          );
+      // A sync model cannot await: its async dependencies answer through the bridge worker.
+      for (const [alias, dependency] of this.#dependencies(name)) {
+        if ((dependencies.get(alias) as AnyModel).kind === "async") {
+          dependencies.set(alias, (this.#threads as LibraryThreads).wrap(dependency));
         }
       }
     }
@@ -304,7 +319,10 @@ export class ModelLibrary {
       const model = await this.getAsync<AnyModel>(name);
       runner = this.#runners.get(name);
       if (runner === undefined) {
-        runner = new ModelRunner(model, { timeoutMs: this.#options.settings.timeoutMs });
+        runner = new ModelRunner(model, {
+          timeoutMs: this.#options.settings.timeoutMs,
+          offload: this.#threads?.offload(name),
+        });
         this.#runners.set(name, runner);
       }
     }
@@ -349,6 +367,11 @@ export class ModelLibrary {
       } catch (error) {
         errors.push(error);
       }
+    }
+    try {
+      await this.#threads?.close();
+    } catch (error) {
+      errors.push(error);
     }
     await this.#cache?.close(); // never throws: a Redis already gone is simply dropped
     this.#state = "closed";

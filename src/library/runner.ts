@@ -1,3 +1,4 @@
+import type { ThreadPool } from "../bridge/pool.js";
 import { needsAsyncCachePath, throughAsyncCache } from "../cache/chunk.js";
 import { ModelkitError } from "../errors.js";
 import type { AsyncModel } from "../model/async-model.js";
@@ -17,8 +18,15 @@ export class ModelRunner {
   /** Gathers concurrent calls into batches when the configuration asks for `batching`. */
   readonly batcher: Batcher | undefined;
 
-  constructor(model: BaseModel<unknown, unknown>, options: { timeoutMs?: number | undefined }) {
+  /** Runs a sync model whose tree holds an async model on a pool thread, off the event loop. */
+  readonly #offload: ThreadPool | undefined;
+
+  constructor(
+    model: BaseModel<unknown, unknown>,
+    options: { timeoutMs?: number | undefined; offload?: ThreadPool | undefined },
+  ) {
     this.model = model;
+    this.#offload = options.offload;
     this.timeoutMs = model.configuration.timeoutMs ?? options.timeoutMs;
     const batching = model.configuration.batching;
     if (batching !== undefined) {
@@ -37,9 +45,11 @@ export class ModelRunner {
     return this.#withTimeout(options, (inner) =>
       this.model.kind === "async"
         ? (this.model as AsyncModel).predict(item, inner)
-        : needsAsyncCachePath(this.model)
-          ? (this.model as Model)[throughAsyncCache]([item], inner, true).then(([p]) => p)
-          : (this.model as Model).predict(item, inner),
+        : this.#offload !== undefined
+          ? this.#offload.predict(this.model.configurationKey, item, inner)
+          : needsAsyncCachePath(this.model)
+            ? (this.model as Model)[throughAsyncCache]([item], inner, true).then(([p]) => p)
+            : (this.model as Model).predict(item, inner),
     );
   }
 
@@ -56,9 +66,11 @@ export class ModelRunner {
   ): unknown[] | Promise<unknown[]> {
     return this.model.kind === "async"
       ? (this.model as AsyncModel).predictBatch(items, options)
-      : needsAsyncCachePath(this.model)
-        ? (this.model as Model)[throughAsyncCache](items, options, false)
-        : (this.model as Model).predictBatch(items, options);
+      : this.#offload !== undefined
+        ? this.#offload.predictBatch(this.model.configurationKey, items, options)
+        : needsAsyncCachePath(this.model)
+          ? (this.model as Model)[throughAsyncCache](items, options, false)
+          : (this.model as Model).predictBatch(items, options);
   }
 
   /**
