@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { onBatchEvent } from "../library/batcher.js";
 import type { ModelLibrary } from "../library/library.js";
 
 /** One dispatched batch, as the dynamic batcher reports it. */
@@ -14,13 +15,6 @@ export interface BatchObservation {
   queueWaitMs: number;
   /** Why the batch left: it was full, or its oldest item had waited `maxDelayMs`. */
   reason: string;
-}
-
-/** Cumulative cache figures of one model; read at every scrape. */
-export interface CacheCounts {
-  model: string;
-  hits: number;
-  misses: number;
 }
 
 export interface MetricsOptions {
@@ -36,14 +30,12 @@ export interface MetricsOptions {
   durationBuckets?: number[];
   /** Node's process metrics (heap, GC, event-loop lag, handles...); default true. */
   defaultMetrics?: boolean;
-  /** Read at each scrape: cumulative hits and misses per model, from the prediction cache. */
-  cacheCounts?: () => Iterable<CacheCounts>;
 }
 
 /** What the plugin decorates the Fastify instance with, as `app.metrics`. */
 export interface Metrics {
   readonly registry: Registry;
-  /** Records one batch dispatch; the batcher's observer calls it. */
+  /** Records one batch dispatch (the plugin subscribes to the batcher's events itself). */
   observeBatch(batch: BatchObservation): void;
   /** Address of the separate metrics listener once the app is ready, when `port` is set. */
   address(): AddressInfo | undefined;
@@ -122,7 +114,20 @@ export const metrics = fp<MetricsOptions>(
       labelNames: ["model", "reason"] as const,
       registers: [registry],
     });
-    registerCacheCounters(registry, options.cacheCounts);
+    const batchDuration = new Histogram({
+      name: "modelkit_batch_duration_seconds",
+      help: "Time a model took to answer one dynamic batch",
+      labelNames: ["model"] as const,
+      buckets: options.durationBuckets ?? DEFAULT_DURATION_BUCKETS,
+      registers: [registry],
+    });
+    const queueRejections = new Counter({
+      name: "modelkit_batch_queue_rejections_total",
+      help: "Calls refused with ERR_OVERLOADED because the model's batching queue was full",
+      labelNames: ["model"] as const,
+      registers: [registry],
+    });
+    registerCacheCounters(registry, library);
     registerModelGauges(registry, library);
 
     // The model label takes only served names: a path like /predict/<random> must not mint
@@ -132,9 +137,14 @@ export const metrics = fp<MetricsOptions>(
       return typeof name === "string" && library.has(name) ? name : "";
     };
 
-    app.addHook("onError", async (request: Tracked, _reply, error) => {
-      const code = (error as { code?: unknown }).code;
-      request[errorCode] = typeof code === "string" ? code : "ERR_PREDICTION_FAILED";
+    // Problems are written both by the error handler and directly by routes (404, 415, 503):
+    // the serialized body is the one place every error code passes through.
+    app.addHook("onSend", async (request: Tracked, reply, payload) => {
+      if (reply.statusCode >= 400 && typeof payload === "string") {
+        const code = /"code":"([A-Z0-9_]+)"/.exec(payload)?.[1];
+        if (code !== undefined) request[errorCode] = code;
+      }
+      return payload;
     });
 
     app.addHook("onResponse", async (request: Tracked, reply: FastifyReply) => {
@@ -164,6 +174,16 @@ export const metrics = fp<MetricsOptions>(
       },
       address: () => (server?.address() as AddressInfo | null) ?? undefined,
     } satisfies Metrics);
+
+    // The batcher publishes on a process-wide channel: keep the events of this app's models.
+    const stopBatchEvents = onBatchEvent((event) => {
+      if (!library.has(event.model)) return;
+      if (event.type === "dispatch") app.metrics.observeBatch(event);
+      else if (event.type === "complete") {
+        batchDuration.observe({ model: event.model }, event.durationMs / 1000);
+      } else queueRejections.inc({ model: event.model });
+    });
+    app.addHook("onClose", async () => stopBatchEvents());
 
     if (options.port === undefined) {
       app.get("/metrics", async (_request, reply) => {
@@ -208,38 +228,44 @@ export const metrics = fp<MetricsOptions>(
   { fastify: "5.x", name: "modelkit-metrics" },
 );
 
-/** Hits and misses as counters, advanced at each scrape by what the cache counted since. */
-function registerCacheCounters(
-  registry: Registry,
-  read: (() => Iterable<CacheCounts>) | undefined,
-): void {
-  const seen = new Map<string, { hits: number; misses: number }>();
-  const advance = (counter: Counter<"model">, field: "hits" | "misses") => {
-    if (read === undefined) return;
-    for (const counts of read()) {
-      const last = seen.get(counts.model) ?? { hits: 0, misses: 0 };
-      const delta = counts[field] - last[field];
-      // A cache that was reset (restarted Redis client, cleared LRU) starts again from 0.
-      counter.inc({ model: counts.model }, delta >= 0 ? delta : counts[field]);
-      seen.set(counts.model, { ...last, [field]: counts[field] });
-    }
-  };
-  new Counter({
-    name: "modelkit_cache_hits_total",
-    help: "Prediction cache hits by model",
-    labelNames: ["model"] as const,
+const CACHE_COUNTERS = {
+  hits: "Prediction cache hits by model",
+  misses: "Prediction cache misses by model",
+  errors: "Prediction cache calls that failed or timed out (the items were computed), by model",
+} as const;
+
+/**
+ * The cache's own cumulative counts, mirrored into counters at each scrape: each advances by
+ * what the cache counted since the last scrape.
+ */
+function registerCacheCounters(registry: Registry, library: ModelLibrary): void {
+  for (const [field, help] of Object.entries(CACHE_COUNTERS) as [
+    keyof typeof CACHE_COUNTERS,
+    string,
+  ][]) {
+    const seen = new Map<string, number>();
+    new Counter({
+      name: `modelkit_cache_${field}_total`,
+      help,
+      labelNames: ["model"] as const,
+      registers: [registry],
+      collect() {
+        const models = library.cache?.stats().models ?? {};
+        for (const [model, stats] of Object.entries(models)) {
+          const delta = stats[field] - (seen.get(model) ?? 0);
+          if (delta > 0) this.inc({ model }, delta);
+          seen.set(model, stats[field]);
+        }
+      },
+    });
+  }
+  new Gauge({
+    name: "modelkit_cache_available",
+    help: "1 while the prediction cache answers, 0 after a failed call until one succeeds",
     registers: [registry],
     collect() {
-      advance(this, "hits");
-    },
-  });
-  new Counter({
-    name: "modelkit_cache_misses_total",
-    help: "Prediction cache misses by model",
-    labelNames: ["model"] as const,
-    registers: [registry],
-    collect() {
-      advance(this, "misses");
+      const cache = library.cache;
+      if (cache !== undefined) this.set(cache.stats().available ? 1 : 0);
     },
   });
 }

@@ -1,8 +1,8 @@
 import { request } from "node:http";
-import Fastify from "fastify";
 import { AsyncModel, Model, ModelLibrary } from "modelkit-ts";
 import t from "tap";
 import { z } from "zod";
+import { createServer } from "../../dist/src/server/index.js";
 import { metrics } from "../../dist/src/server/metrics.js";
 
 class Double extends Model<number, number> {
@@ -24,25 +24,41 @@ class Slow extends AsyncModel<number, number> {
   }
 }
 
-// A bare Fastify app with the two prediction routes, so the plugin is tested on its own.
-async function build(options: { port?: number; cacheHits?: () => number } = {}) {
-  const library = new ModelLibrary({ models: [Double, Slow] });
-  await library.load();
-  const app = Fastify();
-  const { cacheHits } = options;
-  await app.register(metrics, {
-    library,
-    ...(options.port === undefined ? {} : { port: options.port }),
-    ...(cacheHits
-      ? { cacheCounts: () => [{ model: "double", hits: cacheHits(), misses: 1 }] }
-      : {}),
+class Batched extends AsyncModel<number, number> {
+  static override configurations = { batched: { batching: { maxBatchSize: 4, maxDelayMs: 5 } } };
+  protected override async _predictBatch(items: number[]): Promise<number[]> {
+    return items.map((item) => item + 1);
+  }
+}
+
+class Cached extends Model<number, number> {
+  static override configurations = { cached: { modelSettings: { cachePredictions: true } } };
+  protected override _predict(item: number): number {
+    return item * 3;
+  }
+}
+
+// The real app with the plugin registered the way `serve` registers it.
+async function build(options: { port?: number } = {}) {
+  const library = new ModelLibrary({
+    models: [Double, Slow, Batched, Cached],
+    settings: { cache: { provider: "memory" } },
   });
-  app.post<{ Params: { model: string } }>("/predict/:model", (req) =>
-    library.predict(req.params.model, req.body),
-  );
-  app.post<{ Params: { model: string }; Body: unknown[] }>("/predict_batch/:model", (req) =>
-    library.predictBatch(req.params.model, req.body),
-  );
+  await library.load();
+  const app = await createServer({
+    library,
+    logger: false,
+    docs: false,
+    plugins: [
+      {
+        plugin: metrics,
+        options: {
+          library,
+          ...(options.port === undefined ? {} : { port: options.port }),
+        },
+      },
+    ],
+  });
   return { app, library };
 }
 
@@ -62,11 +78,8 @@ const sample = (text: string, series: string): number | undefined => {
 };
 
 t.test("request histograms, predictions and errors by model and code", async (t) => {
-  const { app, library } = await build();
-  t.teardown(async () => {
-    await app.close();
-    await library.close();
-  });
+  const { app } = await build();
+  t.teardown(() => app.close());
   for (let i = 0; i < 3; i++) {
     const res = await post(app, "/predict/double", 2);
     t.equal(res.statusCode, 200);
@@ -100,12 +113,12 @@ t.test("request histograms, predictions and errors by model and code", async (t)
     1,
   );
   t.equal(
-    sample(text, 'modelkit_prediction_errors_total{model="",code="ERR_CONFIGURATION_NOT_FOUND"}'),
+    sample(text, 'modelkit_prediction_errors_total{model="",code="ERR_NOT_FOUND"}'),
     1,
     "an unknown name gets the empty model label, not a series of its own",
   );
   t.notMatch(text, "no-such-model-abc");
-  t.equal(sample(text, "modelkit_models_loaded"), 2);
+  t.equal(sample(text, "modelkit_models_loaded"), 4);
   t.equal(sample(text, 'modelkit_model_loaded{model="slow"}'), 1);
   const load = sample(text, 'modelkit_model_load_duration_seconds{model="slow"}') ?? 0;
   t.ok(load >= 0.015 && load < 5, `slow load time in seconds (${load})`);
@@ -113,33 +126,39 @@ t.test("request histograms, predictions and errors by model and code", async (t)
   t.match(text, "process_resident_memory_bytes");
 });
 
-t.test("batch observations and cache counts", async (t) => {
-  let hits = 5;
-  const { app, library } = await build({ cacheHits: () => hits });
-  t.teardown(async () => {
-    await app.close();
-    await library.close();
-  });
-  app.metrics.observeBatch({ model: "double", size: 12, queueWaitMs: 1.5, reason: "delay" });
-  app.metrics.observeBatch({ model: "double", size: 64, queueWaitMs: 0.2, reason: "full" });
+t.test("dynamic batches and cache hits", async (t) => {
+  const { app } = await build();
+  t.teardown(() => app.close());
+  // Ten concurrent calls on a model batching by 4: batches of 4, 4 and 2.
+  const answers = await Promise.all(
+    Array.from({ length: 10 }, (_, i) => post(app, "/predict/batched", i)),
+  );
+  t.same(
+    answers.map((res) => res.json()),
+    Array.from({ length: 10 }, (_, i) => i + 1),
+  );
   let text = await scrape(app);
-  t.equal(sample(text, 'modelkit_batch_size_bucket{le="16",model="double"}'), 1);
-  t.equal(sample(text, 'modelkit_batch_size_sum{model="double"}'), 76);
-  t.equal(sample(text, 'modelkit_batches_total{model="double",reason="full"}'), 1);
-  t.equal(sample(text, 'modelkit_batch_queue_wait_seconds_bucket{le="0.002",model="double"}'), 2);
-  t.equal(sample(text, 'modelkit_cache_hits_total{model="double"}'), 5);
-  hits = 9;
+  t.equal(sample(text, 'modelkit_batch_size_sum{model="batched"}'), 10, "every item in a batch");
+  t.equal(sample(text, 'modelkit_batch_size_bucket{le="4",model="batched"}'), 3);
+  const full = sample(text, 'modelkit_batches_total{model="batched",reason="full"}') ?? 0;
+  t.ok(full >= 2, `full batches dispatched at once (${full})`);
+  t.equal(sample(text, 'modelkit_batch_queue_wait_seconds_count{model="batched"}'), 3);
+  t.equal(sample(text, 'modelkit_batch_duration_seconds_count{model="batched"}'), 3);
+
+  for (const item of [1, 2, 1, 1]) await post(app, "/predict/cached", item);
   text = await scrape(app);
-  t.equal(sample(text, 'modelkit_cache_hits_total{model="double"}'), 9, "advances by the delta");
-  t.equal(sample(text, 'modelkit_cache_misses_total{model="double"}'), 1);
+  t.equal(sample(text, 'modelkit_cache_hits_total{model="cached"}'), 2);
+  t.equal(sample(text, 'modelkit_cache_misses_total{model="cached"}'), 2);
+  t.equal(sample(text, "modelkit_cache_available"), 1);
+  await post(app, "/predict_batch/cached", [1, 2, 3]);
+  text = await scrape(app);
+  t.equal(sample(text, 'modelkit_cache_hits_total{model="cached"}'), 4, "advances between scrapes");
+  t.equal(sample(text, 'modelkit_cache_misses_total{model="cached"}'), 3);
 });
 
 t.test("metrics on a separate port", async (t) => {
-  const { app, library } = await build({ port: 0 });
-  t.teardown(async () => {
-    await app.close();
-    await library.close();
-  });
+  const { app } = await build({ port: 0 });
+  t.teardown(() => app.close());
   await app.ready();
   const res = await app.inject({ method: "GET", url: "/metrics" });
   t.equal(res.statusCode, 404, "not on the application's port");
@@ -160,7 +179,7 @@ t.test("metrics on a separate port", async (t) => {
     });
   const scraped = await get("/metrics");
   t.equal(scraped.status, 200);
-  t.match(scraped.body, "modelkit_models_loaded 2");
+  t.match(scraped.body, "modelkit_models_loaded 4");
   t.equal((await get("/other")).status, 404);
   await app.close();
   t.equal(app.metrics.address(), undefined, "listener closed with the app");
