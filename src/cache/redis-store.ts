@@ -54,6 +54,8 @@ export class RedisStore implements CacheStore {
   async ready(timeoutMs: number): Promise<boolean> {
     if (this.#client.status === "ready") return true;
     const signal = AbortSignal.timeout(timeoutMs);
+    // `once` also rejects on the client's first "error": a refused connection ends the wait
+    // at once, a slow one within `timeoutMs`.
     try {
       await once(this.#client, "ready", { signal });
       return true;

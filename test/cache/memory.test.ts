@@ -1,0 +1,263 @@
+import { type CacheSettings, hasErrorCode, ModelLibrary, type ValidationError } from "modelkit-ts";
+import t from "tap";
+import * as fixtures from "../../dist/test/fixtures/cache-models.js";
+
+const { computed, computedItems } = fixtures;
+
+type Sum = { sum: number };
+type SumModel = {
+  predict(item: unknown, options?: { forceCompute?: boolean }): Sum;
+  predictBatch(items: unknown[], options?: Record<string, unknown>): Sum[];
+  predictGen(items: Iterable<unknown>, options?: Record<string, unknown>): Generator<Sum>;
+};
+
+async function loaded(
+  requiredModels: string[] | Record<string, Record<string, unknown>>,
+  cache?: CacheSettings,
+) {
+  computed.length = 0;
+  const library = new ModelLibrary({
+    models: [fixtures],
+    requiredModels,
+    ...(cache ? { settings: { cache } } : {}),
+  });
+  await library.load();
+  return library;
+}
+
+t.test("a sync model's direct calls use the memory cache by default", async (t) => {
+  const library = await loaded(["sum"]);
+  t.teardown(() => library.close());
+  t.equal(library.cache?.provider, "memory", "memory is the default provider");
+  const sum = library.get<SumModel>("sum");
+  t.same(sum.predict({ a: 1, b: 2 }), { sum: 3 });
+  t.same(sum.predict({ a: 1, b: 2 }), { sum: 3 });
+  t.same(sum.predict({ b: 2, a: 1 }), { sum: 3 }, "key order does not matter");
+  t.same(sum.predict({ a: 4 }), { sum: 4 });
+  t.same(sum.predict({ a: 4, b: 0 }), { sum: 4 }, "the key is taken from the validated item");
+  t.same(computedItems("sum"), [
+    { a: 1, b: 2 },
+    { a: 4, b: 0 },
+  ]);
+  const stats = library.cache?.stats();
+  t.same(stats?.total, { hits: 3, misses: 2, rejected: 0, writes: 2, errors: 0 });
+  t.same(stats?.models.sum, stats?.total);
+  t.equal(stats?.available, true);
+});
+
+t.test("predictBatch computes only the misses, in one call, and keeps the order", async (t) => {
+  const library = await loaded(["sum"]);
+  t.teardown(() => library.close());
+  const sum = library.get<SumModel>("sum");
+  sum.predictBatch([{ a: 1 }, { a: 2 }]);
+  computed.length = 0;
+  const answer = sum.predictBatch([{ a: 1 }, { a: 5 }, { a: 2 }, { a: 6 }, { a: 5, b: 0 }]);
+  t.same(
+    answer.map((p) => p.sum),
+    [1, 5, 2, 6, 5],
+  );
+  t.same(
+    computed,
+    [
+      {
+        model: "sum",
+        items: [
+          { a: 5, b: 0 },
+          { a: 6, b: 0 },
+        ],
+      },
+    ],
+    "one _predictBatch call with each distinct miss once",
+  );
+  t.same(library.cache?.stats().total.hits, 2);
+  t.same(sum.predictBatch([]), [], "an empty list looks nothing up");
+});
+
+t.test("each chunk is looked up on its own; callbacks see whole chunks", async (t) => {
+  const library = await loaded(["sum"]);
+  t.teardown(() => library.close());
+  const sum = library.get<SumModel>("sum");
+  sum.predict({ a: 2 });
+  computed.length = 0;
+  const steps: [number, number[], number[]][] = [];
+  const answer = sum.predictBatch([{ a: 1 }, { a: 2 }, { a: 3 }, { a: 1 }, { a: 5 }], {
+    batchSize: 2,
+    callback: (step: number, items: { a: number }[], predictions: Sum[]) =>
+      steps.push([step, items.map((i) => i.a), predictions.map((p) => p.sum)]),
+  });
+  t.same(
+    answer.map((p) => p.sum),
+    [1, 2, 3, 1, 5],
+  );
+  t.same(steps, [
+    [0, [1, 2], [1, 2]],
+    [2, [3, 1], [3, 1]],
+    [4, [5], [5]],
+  ]);
+  t.same(
+    computed.map((call) => (call.items as { a: number }[]).map((i) => i.a)),
+    [[1], [3], [5]],
+    "a chunk computes only its misses; {a:1} was cached by the first chunk",
+  );
+
+  computed.length = 0;
+  const gen = sum.predictGen([{ a: 1 }, { a: 7 }, { a: 8 }], { batchSize: 2 });
+  t.same(gen.next().value, { sum: 1 });
+  t.same(computedItems("sum"), [{ a: 7, b: 0 }], "predictGen stays lazy: one chunk read");
+  t.same(
+    [...gen].map((p) => p.sum),
+    [7, 8],
+  );
+});
+
+t.test("forceCompute skips the lookup but writes the result", async (t) => {
+  const library = await loaded(["sum"]);
+  t.teardown(() => library.close());
+  const sum = library.get<SumModel>("sum");
+  sum.predict({ a: 1 });
+  sum.predict({ a: 1 }, { forceCompute: true });
+  sum.predictBatch([{ a: 1 }, { a: 2 }], { forceCompute: true });
+  t.equal(computedItems("sum").length, 4, "every forced call computed");
+  sum.predict({ a: 2 });
+  t.equal(computedItems("sum").length, 4, "the forced result was written");
+  t.same(library.cache?.stats().total.writes, 4);
+});
+
+t.test("only configurations with cachePredictions are cached", async (t) => {
+  const library = await loaded(["sum_uncached"]);
+  t.teardown(() => library.close());
+  t.equal(library.cache, undefined, "no cache when no served model asks for one");
+  const sum = library.get<SumModel>("sum_uncached");
+  sum.predict({ a: 1 });
+  sum.predict({ a: 1 });
+  t.equal(computedItems("sum_uncached").length, 2);
+
+  const none = await loaded(["sum"], { provider: "none" });
+  t.teardown(() => none.close());
+  t.equal(none.cache, undefined, "provider none turns caching off");
+  none.get<SumModel>("sum").predict({ a: 1 });
+  none.get<SumModel>("sum").predict({ a: 1 });
+  t.equal(computedItems("sum").length, 2);
+
+  const overridden = await loaded({ sum_uncached: { cachePredictions: true } });
+  t.teardown(() => overridden.close());
+  overridden.get<SumModel>("sum_uncached").predict({ a: 1 });
+  overridden.get<SumModel>("sum_uncached").predict({ a: 1 });
+  t.equal(computedItems("sum_uncached").length, 1, "a settings override turns it on");
+});
+
+t.test("validation: bad items fail before the lookup, bad results are not cached", async (t) => {
+  const library = await loaded(["sum"]);
+  t.teardown(() => library.close());
+  const sum = library.get<SumModel>("sum");
+  sum.predict({ a: 1 });
+  computed.length = 0;
+
+  const badItem = t.throws(() => sum.predictBatch([{ a: 1 }, { a: "x" }])) as ValidationError;
+  t.ok(hasErrorCode(badItem, "ERR_ITEM_VALIDATION"));
+  t.same(badItem.issues[0]?.path, [1, "a"]);
+  t.equal(computed.length, 0, "nothing computed");
+
+  // {a:13} makes the model answer NaN, which returnSchema rejects.
+  const badReturn = t.throws(() =>
+    sum.predictBatch([{ a: 1 }, { a: 2 }, { a: 13 }]),
+  ) as ValidationError;
+  t.ok(hasErrorCode(badReturn, "ERR_RETURN_VALIDATION"));
+  t.same(badReturn.issues[0]?.path, [2, "sum"], "the path is the item's index in the call");
+  const single = t.throws(() => sum.predict({ a: 13 })) as ValidationError;
+  t.same(single.issues[0]?.path, ["sum"], "a single predict has no index in its paths");
+
+  computed.length = 0;
+  t.same(sum.predict({ a: 2 }), { sum: 2 });
+  t.equal(computed.length, 1, "a chunk that failed wrote nothing");
+});
+
+t.test(
+  "the stored entry is the model's answer: transforming schemas give the same result",
+  async (t) => {
+    const library = await loaded(["shout"]);
+    t.teardown(() => library.close());
+    t.equal(await library.predict("shout", " hi "), "HI!");
+    t.equal(await library.predict("shout", "hi"), "HI!", "a hit, validated like a fresh answer");
+    const shout = await library.getAsync<{ predictBatch(i: string[]): Promise<string[]> }>("shout");
+    t.same(await shout.predictBatch(["hi", "ho", "hi"]), ["HI!", "HO!", "HI!"]);
+    t.same(computedItems("shout"), ["hi", "ho"]);
+  },
+);
+
+t.test("items that are not plain JSON get distinct keys", async (t) => {
+  const library = await loaded(["map_total"]);
+  t.teardown(() => library.close());
+  const model = library.get<{ predict(m: Map<string, number>): number }>("map_total");
+  t.equal(model.predict(new Map([["x", 1]])), 1);
+  t.equal(model.predict(new Map([["x", 2]])), 2, "two Maps are two entries");
+  t.equal(model.predict(new Map([["x", 2]])), 2);
+  t.equal(computedItems("map_total").length, 2);
+});
+
+t.test("maxSize bounds the entries; ttlSeconds expires them", async (t) => {
+  const small = await loaded(["sum"], { provider: "memory", maxSize: 2 });
+  t.teardown(() => small.close());
+  const sum = small.get<SumModel>("sum");
+  sum.predictBatch([{ a: 1 }, { a: 2 }, { a: 3 }]);
+  computed.length = 0;
+  sum.predictBatch([{ a: 2 }, { a: 3 }, { a: 1 }]);
+  t.same(
+    computedItems("sum").map((item) => (item as { a: number }).a),
+    [1],
+    "the least recently used entry went first",
+  );
+
+  const brief = await loaded(["sum"], { provider: "memory", ttlSeconds: 0.05 });
+  t.teardown(() => brief.close());
+  brief.get<SumModel>("sum").predict({ a: 1 });
+  brief.get<SumModel>("sum").predict({ a: 1 });
+  t.equal(computedItems("sum").length, 1);
+  await new Promise((resolve) => setTimeout(resolve, 80));
+  brief.get<SumModel>("sum").predict({ a: 1 });
+  t.equal(computedItems("sum").length, 2, "expired after ttlSeconds");
+});
+
+t.test("bad cache settings fail the load with ERR_INVALID_SETTINGS", async (t) => {
+  const cases: [CacheSettings, RegExp][] = [
+    [{ provider: "disk" } as unknown as CacheSettings, /none, memory or redis/],
+    [{ provider: "memory", maxSize: 0 }, /maxSize must be a positive integer/],
+    [{ provider: "redis", url: "localhost:6379" }, /redis:\/\/ or rediss:\/\//],
+    [{ provider: "redis", timeoutMs: -1 }, /timeoutMs must be a number > 0/],
+  ];
+  for (const [cache, message] of cases) {
+    const library = new ModelLibrary({ models: [fixtures], settings: { cache } });
+    const error = await library.load().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.ok(hasErrorCode(error, "ERR_INVALID_SETTINGS"), JSON.stringify(cache));
+    t.match((error as Error).message, message);
+    await library.close();
+  }
+});
+
+t.test("MODELKIT_CACHE_* environment variables configure the cache", async (t) => {
+  const saved = { ...process.env };
+  t.teardown(() => {
+    process.env = saved;
+  });
+  process.env.MODELKIT_CACHE_PROVIDER = "memory";
+  process.env.MODELKIT_CACHE_MAX_SIZE = "1";
+  const library = await loaded(["sum"]);
+  t.teardown(() => library.close());
+  const sum = library.get<SumModel>("sum");
+  for (const a of [1, 2, 1]) sum.predict({ a });
+  t.equal(computedItems("sum").length, 3, "maxSize 1 from the environment: {a:1} was evicted");
+
+  process.env.MODELKIT_CACHE_PROVIDER = "none";
+  const off = await loaded(["sum"]);
+  t.teardown(() => off.close());
+  t.equal(off.cache, undefined);
+
+  process.env.MODELKIT_CACHE_PROVIDER = "memcached";
+  t.throws(() => new ModelLibrary({ models: [fixtures] }), {
+    code: "ERR_INVALID_SETTINGS",
+    message: /MODELKIT_CACHE_PROVIDER must be none, memory or redis/,
+  });
+});

@@ -1,0 +1,286 @@
+import { once } from "node:events";
+import { hasErrorCode, ModelLibrary } from "modelkit-ts";
+import t from "tap";
+import * as fixtures from "../../dist/test/fixtures/cache-models.js";
+import { RedisServer } from "../../dist/test/fixtures/cache-redis.js";
+
+const { computed, computedItems } = fixtures;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+type Sum = { sum: number };
+type Predictor = {
+  predict(item: unknown): Sum | Promise<Sum>;
+  predictBatch(items: unknown[], options?: { batchSize?: number }): Sum[] | Promise<Sum[]>;
+};
+
+const redis = await RedisServer.start();
+t.teardown(() => redis.kill());
+
+let testNumber = 0;
+
+/** A library on the test Redis; each test gets its own key prefix unless it shares one. */
+async function loaded(
+  requiredModels: string[] | Record<string, Record<string, unknown>>,
+  options: { prefix?: string; ttlSeconds?: number; timeoutMs?: number; url?: string } = {},
+) {
+  const library = new ModelLibrary({
+    models: [fixtures],
+    requiredModels,
+    settings: {
+      cache: {
+        provider: "redis",
+        url: options.url ?? redis.url,
+        prefix: options.prefix ?? `test${testNumber}:`,
+        ...(options.ttlSeconds === undefined ? {} : { ttlSeconds: options.ttlSeconds }),
+        timeoutMs: options.timeoutMs ?? 200,
+      },
+    },
+  });
+  await library.load();
+  return library;
+}
+
+t.beforeEach(() => {
+  testNumber++;
+  computed.length = 0;
+});
+
+const sums = (answer: Sum[]) => answer.map((p) => p.sum);
+const calls = (command: string) => {
+  const stats = redis.cli("INFO", "commandstats");
+  return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+};
+
+t.test("hits, misses and mixed batches: one MGET per chunk, misses computed once", async (t) => {
+  const library = await loaded(["async_sum"]);
+  t.teardown(() => library.close());
+  t.equal(library.cache?.provider, "redis");
+  t.same(sums(await library.predictBatch<Sum>("async_sum", [{ a: 1 }, { a: 2 }])), [1, 2]);
+  computed.length = 0;
+  redis.cli("CONFIG", "RESETSTAT");
+
+  const answer = await library.predictBatch<Sum>("async_sum", [
+    { a: 1 },
+    { a: 3 },
+    { a: 2 },
+    { a: 4 },
+    { b: 0, a: 3 },
+  ]);
+  t.same(sums(answer), [1, 3, 2, 4, 3], "the order is kept");
+  t.same(
+    computed.map((call) => call.items),
+    [
+      [
+        { a: 3, b: 0 },
+        { a: 4, b: 0 },
+      ],
+    ],
+    "one _predictBatch call with the distinct misses",
+  );
+  t.equal(calls("mget"), 1, "one MGET for the chunk");
+  t.equal(calls("set"), 2, "two new entries written");
+  t.equal(redis.cli("KEYS", `test${testNumber}:async_sum:*`).split("\n").length, 4);
+
+  const model = await library.getAsync<Predictor>("async_sum");
+  redis.cli("CONFIG", "RESETSTAT");
+  computed.length = 0;
+  const chunked = await model.predictBatch([{ a: 1 }, { a: 2 }, { a: 5 }, { a: 6 }, { a: 3 }], {
+    batchSize: 2,
+  });
+  t.same(sums(chunked), [1, 2, 5, 6, 3]);
+  t.equal(calls("mget"), 3, "one MGET per chunk of 2");
+  t.same(computedItems("async_sum"), [
+    { a: 5, b: 0 },
+    { a: 6, b: 0 },
+  ]);
+  t.same(await model.predict({ a: 6 }), { sum: 6 });
+  t.same(library.cache?.stats().models.async_sum, {
+    hits: 6,
+    misses: 7,
+    rejected: 0,
+    writes: 6,
+    errors: 0,
+  });
+});
+
+t.test("a sync model: direct calls skip Redis, the library's async path uses it", async (t) => {
+  const library = await loaded(["sum"]);
+  t.teardown(() => library.close());
+  const sum = library.get<Predictor>("sum");
+  sum.predict({ a: 1 });
+  sum.predict({ a: 1 });
+  t.equal(computedItems("sum").length, 2, "a synchronous call cannot await Redis");
+
+  t.same(await library.predict("sum", { a: 1 }), { sum: 1 });
+  t.same(await library.predict("sum", { a: 1 }), { sum: 1 });
+  t.same(sums(await library.predictBatch<Sum>("sum", [{ a: 1 }, { a: 2 }])), [1, 2]);
+  t.equal(computedItems("sum").length, 4, "library.predict computed {a:1} once, then {a:2}");
+  t.equal(library.cache?.stats().total.hits, 2);
+
+  const bad = await library.predict("sum", { a: "x" }).catch((e: unknown) => e);
+  t.ok(hasErrorCode(bad, "ERR_ITEM_VALIDATION"));
+  t.same((bad as { issues: { path: unknown[] }[] }).issues[0]?.path, ["a"]);
+  const badReturn = await library
+    .predictBatch("sum", [{ a: 1 }, { a: 13 }])
+    .catch((e: unknown) => e);
+  t.ok(hasErrorCode(badReturn, "ERR_RETURN_VALIDATION"));
+  t.same((badReturn as { issues: { path: unknown[] }[] }).issues[0]?.path, [1, "sum"]);
+});
+
+t.test("two library instances share one Redis: the scale-out case", async (t) => {
+  const prefix = `shared${testNumber}:`;
+  const first = await loaded(["async_sum"], { prefix });
+  t.teardown(() => first.close());
+  const second = await loaded(["async_sum"], { prefix });
+  t.teardown(() => second.close());
+
+  await first.predictBatch("async_sum", [{ a: 1, b: 2 }, { a: 5 }]);
+  computed.length = 0;
+  t.same(
+    sums(
+      await second.predictBatch<Sum>("async_sum", [
+        { b: 2, a: 1 },
+        { a: 5, b: 0 },
+      ]),
+    ),
+    [3, 5],
+  );
+  t.equal(computed.length, 0, "the second instance computed nothing: canonical keys match");
+  t.equal(second.cache?.stats().total.hits, 2);
+
+  const bumped = await loaded({ async_sum: { cachePredictions: true, version: "2" } }, { prefix });
+  t.teardown(() => bumped.close());
+  await bumped.predict("async_sum", { a: 5 });
+  t.equal(computed.length, 1, "another modelSettings.version is another key");
+});
+
+t.test("entries expire after ttlSeconds", async (t) => {
+  const library = await loaded(["async_sum"], { ttlSeconds: 0.5 });
+  t.teardown(() => library.close());
+  const written = Date.now();
+  await library.predict("async_sum", { a: 1 });
+  await library.predict("async_sum", { a: 1 });
+  t.equal(computed.length, 1, "a hit before expiry");
+  const [key] = redis.cli("KEYS", `test${testNumber}:*`).split("\n");
+  const pttl = Number(redis.cli("PTTL", key as string));
+  t.ok(pttl > 0 && pttl <= 500, `PTTL ${pttl} ms`);
+  await sleep(written + 600 - Date.now());
+  await library.predict("async_sum", { a: 1 });
+  t.equal(computed.length, 2, "computed again after expiry");
+});
+
+t.test("an entry that no longer passes returnSchema is recomputed and replaced", async (t) => {
+  const library = await loaded(["async_sum"]);
+  t.teardown(() => library.close());
+  await library.predict("async_sum", { a: 1 });
+  const [key] = redis.cli("KEYS", `test${testNumber}:*`).split("\n");
+  redis.cli("SET", key as string, '{"sum":"one"}');
+  t.same(await library.predict("async_sum", { a: 1 }), { sum: 1 });
+  t.equal(computed.length, 2);
+  t.equal(library.cache?.stats().total.rejected, 1);
+  t.equal(redis.cli("GET", key as string), '{"sum":1}', "the entry was overwritten");
+  redis.cli("SET", key as string, "not json");
+  t.same(await library.predict("async_sum", { a: 1 }), { sum: 1 });
+  t.equal(library.cache?.stats().total.rejected, 2);
+});
+
+t.test("forceCompute skips the lookup and writes", async (t) => {
+  const library = await loaded(["async_sum"]);
+  t.teardown(() => library.close());
+  await library.predict("async_sum", { a: 1 });
+  await library.predict("async_sum", { a: 1 }, { forceCompute: true });
+  t.equal(computed.length, 2);
+  t.equal(library.cache?.stats().total.writes, 2);
+});
+
+t.test("Redis killed mid-run and restarted: every prediction is served", async (t) => {
+  const library = await loaded(["async_sum"], { timeoutMs: 100 });
+  t.teardown(() => library.close());
+  const cache = library.cache;
+  if (cache === undefined) throw new Error("no cache");
+  const events: string[] = [];
+  cache.on("unavailable", () => events.push("unavailable"));
+  cache.on("available", () => events.push("available"));
+  const items = Array.from({ length: 20 }, (_, a) => ({ a }));
+  await library.predictBatch("async_sum", items);
+
+  // Concurrent callers keep predicting while Redis dies under them.
+  let running = true;
+  let served = 0;
+  const callers = Array.from({ length: 4 }, async () => {
+    while (running) {
+      const a = served % 20;
+      const answer = await library.predict<Sum>("async_sum", { a });
+      if (answer.sum !== a) throw new Error(`wrong answer ${answer.sum} for ${a}`);
+      served++;
+      await sleep(1);
+    }
+  });
+  await sleep(50);
+  await redis.kill();
+  const servedAtKill = served;
+  await sleep(300);
+  t.ok(served > servedAtKill, `served ${served - servedAtKill} predictions while Redis was down`);
+  t.same(events, ["unavailable"], "reported once, not once per call");
+  t.ok(cache.stats().total.errors >= 1);
+  t.equal(cache.stats().available, false);
+
+  await redis.restart();
+  const deadline = Date.now() + 5000;
+  while (cache.stats().available === false && Date.now() < deadline) await sleep(50);
+  running = false;
+  await Promise.all(callers);
+  t.same(events, ["unavailable", "available"], "used again once Redis answers");
+
+  computed.length = 0;
+  await library.predict("async_sum", { a: 100 });
+  await library.predict("async_sum", { a: 100 });
+  t.equal(computed.length, 1, "the restarted (empty) Redis caches again");
+});
+
+t.test("a frozen Redis costs at most its timeout, then is skipped", async (t) => {
+  const library = await loaded(["async_sum"], { timeoutMs: 50 });
+  t.teardown(() => library.close());
+  await library.predict("async_sum", { a: 1 });
+  redis.pause();
+  t.teardown(() => redis.resume());
+  const warned = once(library.cache as NodeJS.EventEmitter, "unavailable");
+  let started = performance.now();
+  t.same(await library.predict("async_sum", { a: 1 }), { sum: 1 });
+  const first = performance.now() - started;
+  t.ok(first < 500, `the first call waited ${first.toFixed(0)} ms for a frozen Redis`);
+  await warned;
+  started = performance.now();
+  for (let a = 0; a < 20; a++) await library.predict("async_sum", { a });
+  const skipped = (performance.now() - started) / 20;
+  t.ok(skipped < 20, `later calls skip it: ${skipped.toFixed(1)} ms each`);
+
+  redis.resume();
+  const deadline = Date.now() + 5000;
+  while (!library.cache?.available && Date.now() < deadline) {
+    await library.predict("async_sum", { a: 1 });
+    await sleep(50);
+  }
+  t.equal(library.cache?.available, true, "back once it answers");
+});
+
+t.test("Redis down at load: the library loads and computes, with a warning", async (t) => {
+  const down = await RedisServer.start();
+  await down.kill();
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error) => warnings.push(warning);
+  process.on("warning", onWarning);
+  t.teardown(() => {
+    process.off("warning", onWarning);
+  });
+  const started = performance.now();
+  const library = await loaded(["async_sum"], { url: down.url });
+  t.teardown(() => library.close());
+  t.ok(performance.now() - started < 3000, "the load waited a bounded time");
+  t.same(await library.predict("async_sum", { a: 2 }), { sum: 2 });
+  t.same(await library.predict("async_sum", { a: 2 }), { sum: 2 });
+  t.equal(computed.length, 2);
+  await sleep(10);
+  t.equal(warnings.length, 1, "one process warning, as no one listens to the cache");
+  t.match(warnings[0], { name: "ModelkitCacheWarning", code: "MODELKIT_CACHE_UNAVAILABLE" });
+});
