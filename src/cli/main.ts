@@ -1,3 +1,67 @@
 #!/usr/bin/env node
-console.error("modelkit-ts: the CLI is being built");
-process.exitCode = 1;
+import { createRequire } from "node:module";
+import { serveCluster } from "./cluster.js";
+import { DESCRIBE_USAGE, describeCommand } from "./describe.js";
+import { OPENAPI_USAGE, openapiCommand } from "./openapi.js";
+import { UsageError } from "./options.js";
+import { SERVE_USAGE, serve, serveConfig } from "./serve.js";
+
+const USAGE = `Usage: modelkit-ts <command> [options]
+
+Commands:
+  serve      serve models over HTTP (default models: the bundled examples)
+  describe   show the models as a dependency tree (--json, --mermaid)
+  openapi    print the OpenAPI document of the models (YAML or JSON)
+
+Run \`modelkit-ts <command> --help\` for a command's options.
+`;
+
+const COMMANDS: Record<string, { usage: string; run: (args: string[]) => Promise<unknown> }> = {
+  serve: {
+    usage: SERVE_USAGE,
+    run: async (args) => {
+      const config = serveConfig(args, process.env);
+      if (config === "help") return process.stdout.write(SERVE_USAGE);
+      if (config.workers === 1) return serve(config);
+      // Workers get the drain delay and grace period, then a little for closing their models.
+      const stopTimeoutMs = config.drainDelayMs + config.gracePeriodMs + 5000;
+      const { workers, logLevel } = config;
+      return serveCluster({ workers, stopTimeoutMs, logLevel }, () => serve(config));
+    },
+  },
+  describe: { usage: DESCRIBE_USAGE, run: (args) => describeCommand(args, process.env) },
+  openapi: { usage: OPENAPI_USAGE, run: (args) => openapiCommand(args, process.env) },
+};
+
+async function main(argv: string[]): Promise<void> {
+  const [name, ...args] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (name === "--version" || name === "-v") {
+    const { version } = createRequire(import.meta.url)("../../../package.json");
+    process.stdout.write(`${version}\n`);
+    return;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    process.stderr.write(`modelkit-ts: unknown command "${name}"\n\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  try {
+    await command.run(args);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`modelkit-ts ${name}: ${error.message}\n\n${command.usage}`);
+      process.exitCode = 2;
+      return;
+    }
+    const { code, message } = error as { code?: string; message?: string };
+    process.stderr.write(`modelkit-ts ${name}: ${code ? `${code}: ` : ""}${message ?? error}\n`);
+    process.exitCode = 1;
+  }
+}
+
+await main(process.argv.slice(2));

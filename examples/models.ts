@@ -1,0 +1,180 @@
+/**
+ * The bundled example library: what `npm start` serves. Five small models that do real work on
+ * text and show every way models compose:
+ *
+ *   tokenizer    sync                      words of a text (Intl.Segmenter)
+ *   sentiment    sync  -> tokenizer        lexicon sentiment; loads its lexicon asynchronously
+ *   fingerprint  async                     SHA-256 of a text (WebCrypto, off the main thread)
+ *   analyze      async -> tokenizer, sentiment, fingerprint    one report per text
+ *   dedup        sync  -> tokenizer, fingerprint (async)       near-duplicate key
+ *
+ * `dedup` is a sync model calling an async one: the library hands it a WrappedAsyncModel that
+ * runs `fingerprint` in a worker thread, and the server calls `dedup` off its event loop.
+ */
+import { readFile } from "node:fs/promises";
+import { AsyncModel, Model } from "modelkit-ts";
+import { z } from "zod";
+
+const Text = z.object({ text: z.string().min(1).max(100_000) });
+type Text = z.infer<typeof Text>;
+
+/** Splits a text into lowercase words, in any language Intl knows (no regex over \w). */
+export class Tokenizer extends Model<string, string[]> {
+  static override configurations = { tokenizer: {} };
+  static override itemSchema = z.string().max(100_000);
+  static override returnSchema = z.array(z.string());
+
+  readonly #segmenter = new Intl.Segmenter("en", { granularity: "word" });
+
+  protected override _predict(text: string): string[] {
+    const words: string[] = [];
+    for (const { segment, isWordLike } of this.#segmenter.segment(text.toLowerCase())) {
+      if (isWordLike) words.push(segment.replaceAll("\u2019", "'"));
+    }
+    return words;
+  }
+}
+
+const Lexicon = z.object({
+  words: z.record(z.string(), z.number()),
+  negators: z.array(z.string()),
+  intensifiers: z.record(z.string(), z.number()),
+});
+
+const SentimentResult = z.object({
+  label: z.enum(["positive", "negative", "neutral"]),
+  /** Sum of word valences (-3..3 each), after negation and intensifiers. */
+  score: z.number(),
+  /** `score` per word of the text: comparable across text lengths. */
+  comparative: z.number(),
+  positive: z.array(z.string()),
+  negative: z.array(z.string()),
+});
+type SentimentResult = z.infer<typeof SentimentResult>;
+
+// examples/data ships with the package; this module runs compiled from dist/examples/.
+const LEXICON_URL = new URL("../../examples/data/sentiment-lexicon.json", import.meta.url);
+
+const round = (value: number) => Math.round(value * 1000) / 1000;
+
+/**
+ * English sentiment from a small lexicon (examples/data/sentiment-lexicon.json): a negator in
+ * the three words before flips a word, an intensifier right before scales it.
+ */
+export class Sentiment extends Model<Text, SentimentResult> {
+  static override configurations = {
+    sentiment: {
+      modelDependencies: ["tokenizer"],
+      modelSettings: { lexicon: LEXICON_URL.href },
+    },
+  };
+  static override itemSchema = Text;
+  static override returnSchema = SentimentResult;
+
+  #lexicon!: z.infer<typeof Lexicon>;
+  #negators!: Set<string>;
+
+  protected override async _load(): Promise<void> {
+    const text = await readFile(new URL(String(this.modelSettings.lexicon)), "utf8");
+    this.#lexicon = Lexicon.parse(JSON.parse(text));
+    this.#negators = new Set(this.#lexicon.negators);
+  }
+
+  protected override _predict({ text }: Text): SentimentResult {
+    const tokens = this.modelDependencies.get<Tokenizer>("tokenizer").predict(text);
+    const { words, intensifiers } = this.#lexicon;
+    let score = 0;
+    const positive: string[] = [];
+    const negative: string[] = [];
+    tokens.forEach((token, i) => {
+      const valence = words[token];
+      if (valence === undefined) return;
+      let weight = intensifiers[tokens[i - 1] ?? ""] ?? 1;
+      if (tokens.slice(Math.max(0, i - 3), i).some((word) => this.#negators.has(word))) {
+        weight = -weight;
+      }
+      const value = valence * weight;
+      score += value;
+      if (value > 0) positive.push(token);
+      if (value < 0) negative.push(token);
+    });
+    return {
+      label: score > 0 ? "positive" : score < 0 ? "negative" : "neutral",
+      score: round(score),
+      comparative: round(tokens.length ? score / tokens.length : 0),
+      positive,
+      negative,
+    };
+  }
+}
+
+const Fingerprinted = z.object({
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.int().nonnegative(),
+});
+type Fingerprinted = z.infer<typeof Fingerprinted>;
+
+/**
+ * SHA-256 of a text (NFC-normalised, UTF-8), through WebCrypto: the hashing runs on libuv's
+ * thread pool and the model awaits it, so long texts do not block the event loop.
+ */
+export class Fingerprint extends AsyncModel<Text, Fingerprinted> {
+  static override configurations = { fingerprint: {} };
+  static override itemSchema = Text;
+  static override returnSchema = Fingerprinted;
+
+  protected override async _predict({ text }: Text): Promise<Fingerprinted> {
+    const bytes = new TextEncoder().encode(text.normalize("NFC"));
+    const digest = await crypto.subtle.digest("SHA-256", bytes);
+    return { sha256: Buffer.from(digest).toString("hex"), bytes: bytes.length };
+  }
+}
+
+const Report = z.object({
+  words: z.int().nonnegative(),
+  sentiment: SentimentResult.pick({ label: true, score: true }),
+  sha256: z.string(),
+});
+type Report = z.infer<typeof Report>;
+
+/** An async model composing two sync models (called directly) and an async one (awaited). */
+export class Analyze extends AsyncModel<Text, Report> {
+  static override configurations = {
+    analyze: {
+      modelDependencies: ["tokenizer", "sentiment", "fingerprint"],
+      timeoutMs: 2000,
+    },
+  };
+  static override itemSchema = Text;
+  static override returnSchema = Report;
+
+  protected override async _predict(item: Text): Promise<Report> {
+    const tokens = this.modelDependencies.get<Tokenizer>("tokenizer").predict(item.text);
+    const { label, score } = this.modelDependencies.get<Sentiment>("sentiment").predict(item);
+    const { sha256 } = await this.modelDependencies.get<Fingerprint>("fingerprint").predict(item);
+    return { words: tokens.length, sentiment: { label, score }, sha256 };
+  }
+}
+
+const DedupKey = z.object({ key: z.string(), words: z.int().nonnegative() });
+type DedupKey = z.infer<typeof DedupKey>;
+
+/**
+ * A key equal for texts that differ only in case, spacing and punctuation. A sync model whose
+ * dependency `fingerprint` is async: it gets a WrappedAsyncModel with a synchronous `predict`.
+ */
+export class Dedup extends Model<Text, DedupKey> {
+  static override configurations = {
+    dedup: { modelDependencies: ["tokenizer", "fingerprint"] },
+  };
+  static override itemSchema = Text;
+  static override returnSchema = DedupKey;
+
+  protected override _predict({ text }: Text): DedupKey {
+    const words = this.modelDependencies.get<Tokenizer>("tokenizer").predict(text);
+    // The prefix keeps the text non-empty for a text of punctuation only.
+    const canonical = `dedup:${words.join(" ")}`;
+    const { sha256 } = this.modelDependencies.get("fingerprint").predict({ text: canonical });
+    return { key: (sha256 as string).slice(0, 16), words: words.length };
+  }
+}

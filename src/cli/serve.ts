@@ -1,0 +1,158 @@
+import { parseArgs } from "node:util";
+import type { FastifyInstance } from "fastify";
+import { ModelLibrary } from "../library/library.js";
+import {
+  createServer,
+  DEFAULT_BODY_LIMIT,
+  DEFAULT_SLOW_REQUEST_MS,
+  type ServerPlugin,
+} from "../server/app.js";
+import {
+  DEFAULT_DRAIN_DELAY_MS,
+  DEFAULT_GRACE_PERIOD_MS,
+  gracefulShutdown,
+} from "../server/shutdown.js";
+import { parseWorkers } from "./cluster.js";
+import {
+  bytes,
+  flag,
+  integer,
+  MODEL_OPTIONS,
+  type ModelSelection,
+  modelSelection,
+  pick,
+  UsageError,
+  usageErrors,
+} from "./options.js";
+
+export const SERVE_USAGE = `Usage: modelkit-ts serve [options]
+
+Serve models over HTTP. Flags win over the environment variable named after them.
+
+  -m, --models <spec,...>        model modules (paths, URLs, package names)   MODELKIT_MODELS
+                                 default: the bundled examples (dist/examples/models.js)
+  -r, --required-models <n,...>  configurations to load (default: all)       MODELKIT_REQUIRED_MODELS
+      --host <host>              default 127.0.0.1 (0.0.0.0 in containers)   HOST
+      --port <port>              default 8000 (0 picks a free port)          PORT
+      --log-level <level>        fatal|error|warn|info|debug|trace|silent    LOG_LEVEL (default info)
+      --access-log               one log line per request (costs throughput) MODELKIT_ACCESS_LOG
+      --slow-request-ms <ms>     log slower requests at warn (default ${DEFAULT_SLOW_REQUEST_MS}, 0 off) MODELKIT_SLOW_REQUEST_MS
+      --body-limit <size>        largest body, bytes or 512kb / 1mb (default 1mb) MODELKIT_BODY_LIMIT
+      --drain-delay-ms <ms>      serve after SIGTERM with /readyz 503 (default ${DEFAULT_DRAIN_DELAY_MS}) MODELKIT_DRAIN_DELAY_MS
+      --grace-period-ms <ms>     then wait for in-flight requests (default ${DEFAULT_GRACE_PERIOD_MS}) MODELKIT_GRACE_PERIOD_MS
+      --workers <n|auto>         processes sharing the port (default 1; auto: one per core) MODELKIT_WORKERS
+  -h, --help
+`;
+
+const SERVE_OPTIONS = {
+  ...MODEL_OPTIONS,
+  host: { type: "string" },
+  port: { type: "string" },
+  "log-level": { type: "string" },
+  "access-log": { type: "boolean" },
+  "slow-request-ms": { type: "string" },
+  "body-limit": { type: "string" },
+  "drain-delay-ms": { type: "string" },
+  "grace-period-ms": { type: "string" },
+  workers: { type: "string" },
+} as const;
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+const DAY_MS = 86_400_000;
+
+/** Everything `serve` runs with, resolved from flags, environment and defaults. */
+export interface ServeConfig extends ModelSelection {
+  host: string;
+  port: number;
+  logLevel: string;
+  accessLog: boolean;
+  slowRequestMs: number;
+  bodyLimit: number;
+  drainDelayMs: number;
+  gracePeriodMs: number;
+  /** Worker processes (`--workers`, node:cluster); 1 serves in this process. */
+  workers: number;
+}
+
+export function serveConfig(args: readonly string[], env: NodeJS.ProcessEnv): ServeConfig | "help" {
+  const { values } = usageErrors(() =>
+    parseArgs({ args: [...args], options: SERVE_OPTIONS, allowPositionals: false, strict: true }),
+  );
+  if (values.help) return "help";
+  const logLevel = pick(values["log-level"], env.LOG_LEVEL) ?? "info";
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new UsageError(`log level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
+  }
+  const ms = (name: string, flagValue: string | undefined, envName: string, fallback: number) => {
+    const value = pick(flagValue, env[envName]);
+    return value === undefined ? fallback : integer(`--${name} / ${envName}`, value, 0, DAY_MS);
+  };
+  const bodyLimit = pick(values["body-limit"], env.MODELKIT_BODY_LIMIT);
+  const accessLog = env.MODELKIT_ACCESS_LOG;
+  return {
+    ...modelSelection(values, env),
+    host: pick(values.host, env.HOST) ?? "127.0.0.1",
+    port: integer("--port / PORT", pick(values.port, env.PORT) ?? "8000", 0, 65535),
+    logLevel,
+    accessLog: values["access-log"] ?? (accessLog ? flag("MODELKIT_ACCESS_LOG", accessLog) : false),
+    slowRequestMs: ms(
+      "slow-request-ms",
+      values["slow-request-ms"],
+      "MODELKIT_SLOW_REQUEST_MS",
+      DEFAULT_SLOW_REQUEST_MS,
+    ),
+    bodyLimit:
+      bodyLimit === undefined
+        ? DEFAULT_BODY_LIMIT
+        : bytes("--body-limit / MODELKIT_BODY_LIMIT", bodyLimit),
+    drainDelayMs: ms(
+      "drain-delay-ms",
+      values["drain-delay-ms"],
+      "MODELKIT_DRAIN_DELAY_MS",
+      DEFAULT_DRAIN_DELAY_MS,
+    ),
+    gracePeriodMs: ms(
+      "grace-period-ms",
+      values["grace-period-ms"],
+      "MODELKIT_GRACE_PERIOD_MS",
+      DEFAULT_GRACE_PERIOD_MS,
+    ),
+    workers: parseWorkers(pick(values.workers, env.MODELKIT_WORKERS)),
+  };
+}
+
+/**
+ * Starts serving: the listener opens first so that `/livez` and `/readyz` (503) answer while
+ * the models load, then the library loads. A failed load keeps the process up with `/readyz`
+ * 503 and the error in its body and in the log. `plugins` is where metrics and load shedding
+ * plug in.
+ */
+export async function serve(
+  config: ServeConfig,
+  plugins: readonly ServerPlugin[] = [],
+): Promise<FastifyInstance> {
+  const library = new ModelLibrary({
+    models: config.models,
+    ...(config.requiredModels === undefined ? {} : { requiredModels: config.requiredModels }),
+  });
+  const app = await createServer({
+    library,
+    logger: { level: config.logLevel },
+    accessLog: config.accessLog,
+    slowRequestMs: config.slowRequestMs,
+    bodyLimit: config.bodyLimit,
+    plugins,
+  });
+  gracefulShutdown(app, { drainDelayMs: config.drainDelayMs, gracePeriodMs: config.gracePeriodMs });
+  await app.listen({ host: config.host, port: config.port });
+  const started = performance.now();
+  library.load().then(
+    () =>
+      app.log.info(
+        { models: library.modelNames, loadMs: Math.round(performance.now() - started) },
+        "models loaded: ready",
+      ),
+    (error: unknown) => app.log.error({ err: error }, "models failed to load: /readyz answers 503"),
+  );
+  return app;
+}

@@ -1,0 +1,94 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { didYouMean, ValidationError } from "../../errors.js";
+import { makeProblem, sendProblem } from "../problem.js";
+
+const PARAMS = {
+  type: "object",
+  properties: { model: { type: "string" } },
+  required: ["model"],
+} as const;
+
+type PredictRequest = FastifyRequest<{ Params: { model: string } }>;
+
+/**
+ * A signal that aborts when the client goes away before its answer is written, so that long
+ * predictions can stop. `close` fires after a normal answer too; `writableFinished` tells them
+ * apart.
+ */
+function disconnectSignal(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  const response = reply.raw;
+  response.once("close", () => {
+    if (!response.writableFinished) controller.abort(new Error("client disconnected"));
+  });
+  return controller.signal;
+}
+
+/**
+ * Predictions go through `library.predict` / `library.predictBatch` only: that path owns
+ * validation (422 with zod issue paths), batching, caching, timeouts and off-thread work.
+ * Routes are parametric because models load after the server listens (`/readyz` must answer
+ * 503 meanwhile); the OpenAPI document still lists one path per model.
+ */
+export async function predictRoutes(app: FastifyInstance): Promise<void> {
+  const { library } = app.modelkit;
+
+  /** The served model's name, or the answer already sent (404 / 415 / 503). */
+  const accept = (request: PredictRequest, reply: FastifyReply): string | undefined => {
+    const name = request.params.model;
+    if (!library.has(name)) {
+      const problem =
+        library.state === "loaded"
+          ? makeProblem(
+              "ERR_NOT_FOUND",
+              request.id,
+              `no model "${name}"${didYouMean(name, library.modelNames)}; served: ${library.modelNames.join(", ") || "none"}`,
+            )
+          : makeProblem("ERR_NOT_READY", request.id, `models are ${library.state}`);
+      sendProblem(reply, problem);
+      return undefined;
+    }
+    if (request.body === undefined) {
+      const detail = "send the item as an application/json body";
+      sendProblem(reply, makeProblem("ERR_UNSUPPORTED_MEDIA_TYPE", request.id, detail));
+      return undefined;
+    }
+    return name;
+  };
+
+  // Serialized here, not by Fastify: a model answering a bare string must still get JSON.
+  const sendJson = (reply: FastifyReply, value: unknown) =>
+    reply.type("application/json; charset=utf-8").send(JSON.stringify(value ?? null));
+
+  app.post(
+    "/predict/:model",
+    { schema: { hide: true, params: PARAMS } },
+    async (request: PredictRequest, reply) => {
+      const name = accept(request, reply);
+      if (name === undefined) return reply;
+      const prediction = await library.predict(name, request.body, {
+        signal: disconnectSignal(reply),
+      });
+      return sendJson(reply, prediction);
+    },
+  );
+
+  app.post(
+    "/predict_batch/:model",
+    { schema: { hide: true, params: PARAMS } },
+    async (request: PredictRequest, reply) => {
+      const name = accept(request, reply);
+      if (name === undefined) return reply;
+      const items = request.body;
+      if (!Array.isArray(items)) {
+        throw new ValidationError("ERR_ITEM_VALIDATION", name, [
+          { code: "invalid_type", path: [], message: "expected a JSON array of items" },
+        ]);
+      }
+      const predictions = await library.predictBatch(name, items, {
+        signal: disconnectSignal(reply),
+      });
+      return sendJson(reply, predictions);
+    },
+  );
+}
