@@ -145,7 +145,12 @@ export class ThreadPool {
   }
 
   #spawn(): PoolThread {
-    const worker = new Worker(POOL_WORKER, { workerData: this.#spec });
+    const worker = new Worker(POOL_WORKER, {
+      workerData: this.#spec,
+      // Workers inherit the process's flags, but `--input-type` (for `node -e`) stops one
+      // from starting from a file.
+      execArgv: process.execArgv.filter((arg) => !arg.startsWith("--input-type")),
+    });
     let markReady: () => void = () => {};
     let markFailed: (error: unknown) => void = () => {};
     const ready = new Promise<void>((resolve, reject) => {

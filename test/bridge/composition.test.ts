@@ -1,10 +1,13 @@
 import { fileURLToPath } from "node:url";
-import { ModelLibrary, WrappedAsyncModel } from "modelkit-ts";
+import { type DependencyModel, ModelLibrary, WrappedAsyncModel } from "modelkit-ts";
 import t from "tap";
 
 const FIXTURES = fileURLToPath(
   new URL("../../dist/test/fixtures/bridge-models.js", import.meta.url),
 );
+
+// Two pool threads are enough to show concurrency, and keep the test's cold starts few.
+process.env.MODELKIT_BRIDGE_POOL_SIZE = "2";
 
 // One library for the whole file: its worker threads are what is under test, and each cold
 // start costs a few hundred milliseconds.
@@ -21,49 +24,51 @@ const lib = new ModelLibrary({
   configuration: { "chain-a2": { modelSettings: { tag: "A2" } } },
 });
 t.before(() => lib.load());
+/** Any loaded model, untyped: these tests check values, not the fixtures' types. */
+const model = (name: string): DependencyModel => lib.get(name);
 t.teardown(() => lib.close());
 
 t.test("all four sync/async combinations, in-process", async (t) => {
-  t.equal(lib.get("sync-over-sync").predict("a"), "sync(A)", "sync inside sync");
+  t.equal(model("sync-over-sync").predict("a"), "sync(A)", "sync inside sync");
   t.same(
-    await lib.get("async-over-sync").predict("b"),
+    await model("async-over-sync").predict("b"),
     { text: "async(B)", thread: "main" },
     "sync inside async: called directly, on this thread",
   );
-  t.equal(await lib.get("async-over-async").predict("c"), "async(async(C))", "async inside async");
+  t.equal(await model("async-over-async").predict("c"), "async(async(C))", "async inside async");
   t.same(
-    lib.get("sync-over-async").predict("d"),
+    model("sync-over-async").predict("d"),
     { text: "sync(async(D))", thread: "worker" },
     "async inside sync: synchronous, run in the bridge worker",
   );
 });
 
 t.test("a sync model's async dependency is a WrappedAsyncModel", async (t) => {
-  const wrapper = lib.get("sync-over-async").modelDependencies.get("inner");
+  const wrapper = model("sync-over-async").modelDependencies.get("inner");
   t.ok(wrapper instanceof WrappedAsyncModel);
   t.equal(wrapper.configurationKey, "async-over-sync");
   t.equal(wrapper.kind, "sync");
   t.same(wrapper.predict("e"), { text: "async(E)", thread: "worker" }, "not a promise");
-  const asyncDependency = lib.get("async-over-async").modelDependencies.get("async-over-sync");
+  const asyncDependency = model("async-over-async").modelDependencies.get("async-over-sync");
   t.notOk(asyncDependency instanceof WrappedAsyncModel, "an async model gets the model itself");
 });
 
 t.test("a deep chain sync -> async -> sync -> async, predictGen at every link", async (t) => {
-  t.equal(lib.get("chain-s1").predict("x"), "s1<a1<s2<A2<x", "uses the overridden settings");
-  t.equal(await lib.get("chain-a1").predict("y"), "a1<s2<A2<y");
+  t.equal(model("chain-s1").predict("x"), "s1<a1<s2<A2<x", "uses the overridden settings");
+  t.equal(await model("chain-a1").predict("y"), "a1<s2<A2<y");
   t.same(
-    [...lib.get("chain-s1").predictGen(["p", "q", "r"], { batchSize: 2 })],
+    [...model("chain-s1").predictGen(["p", "q", "r"], { batchSize: 2 })],
     ["s1<a1<s2<A2<p", "s1<a1<s2<A2<q", "s1<a1<s2<A2<r"],
   );
 });
 
 t.test("a diamond: two models share one async dependency", async (t) => {
   t.same(
-    lib.get("diamond-top").predict(3),
+    model("diamond-top").predict(3),
     [31, 32],
     "left awaits it, right goes through the bridge",
   );
-  t.same(lib.get("diamond-top").predictBatch([1, 2]), [
+  t.same(model("diamond-top").predictBatch([1, 2]), [
     [11, 12],
     [21, 22],
   ]);

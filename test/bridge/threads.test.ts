@@ -1,0 +1,137 @@
+import { execFile } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { type DependencyModel, ModelLibrary } from "modelkit-ts";
+import t from "tap";
+import * as fixtures from "../../dist/test/fixtures/bridge-models.js";
+
+const FIXTURES = fileURLToPath(
+  new URL("../../dist/test/fixtures/bridge-models.js", import.meta.url),
+);
+const INDEX = new URL("../../dist/src/index.js", import.meta.url).href;
+process.env.MODELKIT_BRIDGE_POOL_SIZE = "2";
+
+/** Threads of this process, from Linux's /proc. */
+const threadCount = () => readdirSync("/proc/self/task").length;
+
+async function settledThreadCount(atMost: number): Promise<number> {
+  const deadline = Date.now() + 5_000;
+  while (threadCount() > atMost && Date.now() < deadline) await sleep(20);
+  return threadCount();
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+t.test("the event loop stays free while a sync model waits on its async dependency", async (t) => {
+  const lib = new ModelLibrary({ models: [FIXTURES], requiredModels: ["slow-sync"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  await lib.predict("slow-sync", 0); // the pool thread is warm, as a server's would be
+
+  /** Ticks of a 10 ms timer and the worst gap between two, while `run` goes on. */
+  async function watch(run: () => unknown) {
+    let ticks = 0;
+    let last = performance.now();
+    let worst = 0;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      worst = Math.max(worst, now - last);
+      last = now;
+      ticks++;
+    }, 10);
+    const result = await run();
+    clearInterval(timer);
+    return { result, ticks, worst: Math.max(worst, performance.now() - last) };
+  }
+
+  const served = await watch(() => lib.predict("slow-sync", 200));
+  t.same(served.result, { waited: 200, thread: "worker" }, "ran on a pool thread");
+  t.ok(served.ticks >= 5, `the timer kept firing (${served.ticks} ticks in 200 ms)`);
+  t.ok(served.worst < 150, `worst timer gap ${Math.round(served.worst)} ms`);
+
+  const blocked = await watch(() => lib.get<DependencyModel>("slow-sync").predict(200));
+  t.equal(blocked.ticks, 0, "calling the sync model in-process blocks, as documented");
+
+  // Two at once start the second pool thread; then six at once take three rounds of 200 ms.
+  await Promise.all([lib.predict("slow-sync", 0), lib.predict("slow-sync", 0)]);
+  const started = performance.now();
+  const all = await Promise.all(Array.from({ length: 6 }, () => lib.predict("slow-sync", 200)));
+  const elapsed = performance.now() - started;
+  t.equal(all.length, 6);
+  t.ok(elapsed < 6 * 200, `6 concurrent 200 ms calls took ${Math.round(elapsed)} ms`);
+});
+
+t.test("close() ends every worker thread", { skip: !existsSync("/proc/self/task") }, async (t) => {
+  // A library with no bridge first, so lazily started runtime threads are in the baseline.
+  const plain = new ModelLibrary({ models: [FIXTURES], requiredModels: ["sync-over-sync"] });
+  await plain.load();
+  await plain.predict("sync-over-sync", "x");
+  await plain.close();
+  const baseline = threadCount();
+
+  const lib = new ModelLibrary({ models: [FIXTURES], requiredModels: ["chain-s1"] });
+  await lib.load();
+  t.equal(await lib.predict("chain-s1", "x"), "s1<a1<s2<a2<x");
+  const running = threadCount();
+  t.ok(running > baseline, `the library runs worker threads (${baseline} -> ${running})`);
+  await lib.close();
+  const after = await settledThreadCount(baseline);
+  t.ok(after <= baseline, `back to ${after} threads after close (baseline ${baseline})`);
+});
+
+t.test("a process that loads and closes a library exits on its own", async (t) => {
+  const script = `
+    import { ModelLibrary } from ${JSON.stringify(INDEX)};
+    const lib = new ModelLibrary({ models: [${JSON.stringify(FIXTURES)}], requiredModels: ["sync-over-async"] });
+    await lib.load();
+    const answer = await lib.predict("sync-over-async", "child");
+    console.log(JSON.stringify([answer, lib.get("sync-over-async").predict("inline")]));
+    await lib.close();
+  `;
+  const started = performance.now();
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ["--input-type=module", "-e", script],
+    // Without the test runner's loaders, which NODE_OPTIONS would hand down.
+    { timeout: 30_000, env: { ...process.env, NODE_OPTIONS: "" } },
+  );
+  t.same(JSON.parse(stdout), [
+    { text: "sync(async(CHILD))", thread: "worker" },
+    { text: "sync(async(INLINE))", thread: "worker" },
+  ]);
+  t.comment(`child ran and exited in ${Math.round(performance.now() - started)} ms`);
+});
+
+t.test("a model passed as a class cannot be loaded in a worker: a clear load error", async (t) => {
+  const { SyncOverAsync, AsyncOverSync, Upper } = fixtures;
+  const classes = new ModelLibrary({ models: [SyncOverAsync, AsyncOverSync, Upper] });
+  await t.rejects(classes.load(), {
+    code: "ERR_INVALID_SETTINGS",
+    modelName: "async-over-sync",
+    message: /AsyncOverSync \(configuration "async-over-sync"\).*WrappedAsyncModel.*by specifier/,
+  });
+  await classes.close();
+
+  // The async model's own dependencies are imported in the worker too.
+  const namespace = new ModelLibrary({
+    models: [{ AsyncOverSync, SyncOverAsync }, { Upper }],
+    requiredModels: ["sync-over-async"],
+  });
+  await t.rejects(namespace.load(), { code: "ERR_INVALID_SETTINGS", message: /models/ });
+  await namespace.close();
+});
+
+t.test("lazy loading: the bridge still starts at load, and get() works", async (t) => {
+  const lib = new ModelLibrary({
+    models: [FIXTURES],
+    requiredModels: ["sync-over-async"],
+    settings: { lazyLoading: true },
+  });
+  t.teardown(() => lib.close());
+  await lib.load();
+  t.same(lib.get<DependencyModel>("sync-over-async").predict("lazy"), {
+    text: "sync(async(LAZY))",
+    thread: "worker",
+  });
+});
