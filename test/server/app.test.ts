@@ -1,0 +1,380 @@
+import { Writable } from "node:stream";
+import { ModelLibrary } from "modelkit-ts";
+import { createServer, type ServerOptions } from "modelkit-ts/server";
+import t from "tap";
+
+const FIXTURES = new URL("../../dist/test/fixtures/server-models.js", import.meta.url).href;
+const SERVED = ["double", "slow", "slow_timeout", "slow_queue", "broken", "bad_return", "greeter"];
+const json = { "content-type": "application/json" };
+
+type App = Awaited<ReturnType<typeof createServer>>;
+
+/** Log lines the app wrote, parsed. */
+function logSink() {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { lines, stream };
+}
+
+async function build(
+  t: Tap.Test,
+  options: Partial<ServerOptions> & { requiredModels?: string[]; load?: boolean } = {},
+): Promise<{ app: App; library: ModelLibrary; logs: Record<string, unknown>[] }> {
+  const { requiredModels = SERVED, load = true, ...rest } = options;
+  const library = new ModelLibrary({ models: [FIXTURES], requiredModels });
+  const { lines, stream } = logSink();
+  const app = await createServer({ library, logger: { level: "info", stream }, ...rest });
+  t.teardown(() => app.close());
+  if (load) await library.load();
+  return { app, library, logs: lines };
+}
+
+const post = (app: App, url: string, body: unknown, headers: Record<string, string> = json) =>
+  app.inject({
+    method: "POST",
+    url,
+    headers,
+    payload: typeof body === "string" ? body : JSON.stringify(body),
+  });
+
+/** Asserts an RFC 9457 answer with this status and code, and returns its body. */
+function problem(
+  t: Tap.Test,
+  response: Awaited<ReturnType<App["inject"]>>,
+  status: number,
+  code: string,
+) {
+  t.equal(response.statusCode, status, `status ${status}`);
+  t.match(response.headers["content-type"], /^application\/problem\+json/);
+  const body = response.json();
+  t.match(body, { type: `urn:modelkit-ts:error:${code}`, status, code, title: String });
+  t.type(body.detail, "string");
+  t.equal(body.requestId, response.headers["x-request-id"], "requestId is the x-request-id");
+  t.notMatch(response.body, /\n\s+at /, "no stack trace");
+  if (status === 503) t.ok(Number(response.headers["retry-after"]) > 0, "Retry-After");
+  return body;
+}
+
+t.test("200: predict and predict_batch, answers in input order", async (t) => {
+  const { app } = await build(t);
+  const one = await post(app, "/predict/double", { x: 2 });
+  t.equal(one.statusCode, 200);
+  t.match(one.headers["content-type"], /^application\/json/);
+  t.same(one.json(), { y: 4 });
+  const batch = await post(app, "/predict_batch/double", [{ x: 1 }, { x: 2 }, { x: 3 }]);
+  t.same(batch.json(), [{ y: 2 }, { y: 4 }, { y: 6 }]);
+  t.same((await post(app, "/predict_batch/double", [])).json(), []);
+  const greeting = await post(app, "/predict/greeter", "bob");
+  t.equal(greeting.statusCode, 400, "an unquoted string is not JSON");
+  const string = await post(app, "/predict/greeter", JSON.stringify("bob"));
+  t.equal(string.body, '"hello bob"', "a string prediction is sent as a JSON string");
+  t.match(string.headers["content-type"], /^application\/json/);
+});
+
+t.test("400: malformed JSON, empty body, prototype poisoning", async (t) => {
+  const { app } = await build(t);
+  problem(t, await post(app, "/predict/double", '{"x":'), 400, "ERR_MALFORMED_JSON");
+  problem(t, await post(app, "/predict/double", ""), 400, "ERR_MALFORMED_JSON");
+  const proto = problem(
+    t,
+    await post(app, "/predict/double", '{"x":1,"__proto__":{"admin":true}}'),
+    400,
+    "ERR_BAD_REQUEST",
+  );
+  t.match(proto.detail, /__proto__/);
+  problem(
+    t,
+    await post(app, "/predict/double", '{"x":1,"constructor":{"prototype":{"admin":true}}}'),
+    400,
+    "ERR_BAD_REQUEST",
+  );
+  t.equal(({} as { admin?: boolean }).admin, undefined, "Object.prototype untouched");
+});
+
+t.test(
+  "404: unknown model (with a suggestion), unknown route, unknown /models entry",
+  async (t) => {
+    const { app } = await build(t);
+    const body = problem(t, await post(app, "/predict/doubel", { x: 1 }), 404, "ERR_NOT_FOUND");
+    t.match(body.detail, /did you mean "double"/);
+    problem(t, await post(app, "/predict_batch/nope", []), 404, "ERR_NOT_FOUND");
+    problem(t, await app.inject("/nowhere"), 404, "ERR_NOT_FOUND");
+    problem(t, await app.inject("/models/nope"), 404, "ERR_NOT_FOUND");
+  },
+);
+
+t.test("413: body over the limit", async (t) => {
+  const { app } = await build(t, { bodyLimit: 64 });
+  problem(
+    t,
+    await post(app, "/predict/double", { x: 1, pad: "x".repeat(100) }),
+    413,
+    "ERR_BODY_TOO_LARGE",
+  );
+  t.equal((await post(app, "/predict/double", { x: 1 })).statusCode, 200, "under the limit");
+});
+
+t.test("415: not JSON, or no body", async (t) => {
+  const { app } = await build(t);
+  problem(
+    t,
+    await post(app, "/predict/double", "x=1", { "content-type": "text/plain" }),
+    415,
+    "ERR_UNSUPPORTED_MEDIA_TYPE",
+  );
+  problem(
+    t,
+    await post(app, "/predict/double", "x=1", {
+      "content-type": "application/x-www-form-urlencoded",
+    }),
+    415,
+    "ERR_UNSUPPORTED_MEDIA_TYPE",
+  );
+  problem(
+    t,
+    await app.inject({ method: "POST", url: "/predict/double" }),
+    415,
+    "ERR_UNSUPPORTED_MEDIA_TYPE",
+  );
+});
+
+t.test("422: item validation with issue paths, batch paths start with the index", async (t) => {
+  const { app } = await build(t);
+  const one = problem(
+    t,
+    await post(app, "/predict/double", { x: "two" }),
+    422,
+    "ERR_ITEM_VALIDATION",
+  );
+  t.match(one.issues, [{ path: ["x"], code: "invalid_type", message: String }]);
+  const batch = problem(
+    t,
+    await post(app, "/predict_batch/double", [{ x: 1 }, { x: "two" }, {}]),
+    422,
+    "ERR_ITEM_VALIDATION",
+  );
+  t.same(
+    batch.issues.map((issue: { path: unknown[] }) => issue.path),
+    [
+      [1, "x"],
+      [2, "x"],
+    ],
+  );
+  const notArray = problem(
+    t,
+    await post(app, "/predict_batch/double", { x: 1 }),
+    422,
+    "ERR_ITEM_VALIDATION",
+  );
+  t.same(notArray.issues[0].path, []);
+});
+
+t.test("500: model error without its stack, return validation", async (t) => {
+  const { app, logs } = await build(t);
+  const response = await post(app, "/predict/broken", {}, { ...json, "x-request-id": "trace-500" });
+  const body = problem(t, response, 500, "ERR_PREDICTION_FAILED");
+  t.equal(body.detail, "the model's own failure");
+  t.notMatch(response.body, /server-models|stack/);
+  const logged = logs.find((line) => line.requestId === "trace-500" && line.level === 50);
+  t.match(
+    logged,
+    { err: { message: "the model's own failure", stack: /server-models/ } },
+    "the log keeps the stack",
+  );
+  problem(t, await post(app, "/predict/bad_return", {}), 500, "ERR_RETURN_VALIDATION");
+});
+
+t.test("503: before load, failed load, zero models, overloaded; readyz says why", async (t) => {
+  const loading = await build(t, { load: false });
+  const early = await loading.app.inject("/readyz");
+  t.equal(early.statusCode, 503);
+  t.ok(Number(early.headers["retry-after"]) > 0);
+  t.match(early.json(), { status: "loading", library: "unloaded" });
+  problem(t, await post(loading.app, "/predict/double", { x: 1 }), 503, "ERR_NOT_READY");
+  problem(t, await loading.app.inject("/openapi.json"), 503, "ERR_NOT_READY");
+  t.equal((await loading.app.inject("/livez")).statusCode, 200, "alive while loading");
+  await loading.library.load();
+  const ready = await loading.app.inject("/readyz");
+  t.equal(ready.statusCode, 200);
+  t.match(ready.json(), {
+    status: "ready",
+    library: "loaded",
+    models: [{ name: "double", state: "loaded" }],
+  });
+
+  const failed = await build(t, { requiredModels: ["double", "fails_to_load"], load: false });
+  await t.rejects(failed.library.load());
+  const down = await failed.app.inject("/readyz");
+  t.equal(down.statusCode, 503);
+  t.match(down.json(), {
+    status: "failed",
+    models: [
+      { name: "double", state: "loaded" },
+      {
+        name: "fails_to_load",
+        state: "failed",
+        error: { code: "ERR_INVALID_SETTINGS", message: "no weights here" },
+      },
+    ],
+  });
+
+  const empty = await build(t, { requiredModels: [] });
+  const none = await empty.app.inject("/readyz");
+  t.equal(none.statusCode, 503);
+  t.match(none.json(), { status: "no_models", models: [] });
+
+  const { app } = await build(t);
+  const answers = await Promise.all(
+    [1, 2, 3].map(() => post(app, "/predict/slow_queue", { ms: 0 })),
+  );
+  const statuses = answers.map((answer) => answer.statusCode).sort();
+  t.same(statuses, [200, 200, 503], "the third waiting item is refused");
+  problem(
+    t,
+    answers.find((answer) => answer.statusCode === 503) as (typeof answers)[0],
+    503,
+    "ERR_OVERLOADED",
+  );
+});
+
+t.test("503 while draining: readyz refuses, predictions still answer", async (t) => {
+  const { app } = await build(t);
+  app.modelkit.drain();
+  const readyz = await app.inject("/readyz");
+  t.equal(readyz.statusCode, 503);
+  t.equal(readyz.json().status, "draining");
+  t.equal((await post(app, "/predict/double", { x: 1 })).statusCode, 200);
+});
+
+t.test("504: prediction timeout", async (t) => {
+  const { app } = await build(t);
+  const body = problem(
+    t,
+    await post(app, "/predict/slow_timeout", { ms: 2000 }),
+    504,
+    "ERR_PREDICTION_TIMEOUT",
+  );
+  t.match(body.detail, /50 ms/);
+});
+
+t.test("GET /livez, /models, /models/:model, /openapi.json, /docs", async (t) => {
+  const { app } = await build(t);
+  t.same((await app.inject("/livez")).json(), { status: "alive" });
+  const models = (await app.inject("/models")).json().models;
+  t.same(
+    models.map((model: { name: string }) => model.name),
+    SERVED,
+  );
+  const double = (await app.inject("/models/double")).json();
+  t.match(double, {
+    name: "double",
+    kind: "sync",
+    className: "Double",
+    state: "loaded",
+    itemSchema: { type: "object", properties: { x: { type: "number" } } },
+    returnSchema: { type: "object" },
+  });
+  t.same(
+    double.modelSettings,
+    { apiKey: "[redacted]", maxTokens: 5, url: "redis://***@host:6379" },
+    "secrets redacted, the rest shown",
+  );
+  t.match((await app.inject("/models/slow_queue")).json(), {
+    batching: { maxBatchSize: 10, maxDelayMs: 500, maxQueueSize: 2 },
+  });
+  const doc = await app.inject("/openapi.json");
+  t.equal(doc.statusCode, 200);
+  t.match(doc.json(), {
+    openapi: "3.1.0",
+    paths: { "/predict/double": { post: {} }, "/predict_batch/double": { post: {} } },
+  });
+  const docs = await app.inject("/docs");
+  t.equal(docs.statusCode, 200);
+  t.match(docs.body, /swagger/i, "the Swagger UI page");
+  const script = await app.inject("/docs/static/swagger-initializer.js");
+  t.equal(script.statusCode, 200, "its assets");
+  t.same((await app.inject("/docs/json")).json(), doc.json(), "the UI reads the same document");
+});
+
+t.test("x-request-id: echoed when sane, generated otherwise, in the log lines", async (t) => {
+  const { app, logs } = await build(t);
+  const given = await post(
+    app,
+    "/predict/double",
+    { x: "bad" },
+    { ...json, "x-request-id": "abc-123.x:y_z" },
+  );
+  t.equal(given.headers["x-request-id"], "abc-123.x:y_z");
+  t.ok(
+    logs.some((line) => line.requestId === "abc-123.x:y_z"),
+    "the refused request's log line carries the id",
+  );
+  for (const insane of ["a".repeat(129), "with space", "line\u2028break", ""]) {
+    const response = await app.inject({ url: "/livez", headers: { "x-request-id": insane } });
+    t.match(
+      response.headers["x-request-id"],
+      /^[0-9a-f-]{36}$/,
+      `replaced: ${JSON.stringify(insane.slice(0, 10))}`,
+    );
+  }
+  const generated = await app.inject("/livez");
+  t.match(generated.headers["x-request-id"], /^[0-9a-f-]{36}$/);
+  const notFound = await app.inject("/nowhere");
+  t.ok(notFound.headers["x-request-id"], "also on 404s");
+});
+
+t.test("logs: quiet by default, access log opt-in, slow requests at warn", async (t) => {
+  const quiet = await build(t);
+  await post(quiet.app, "/predict/double", { x: 1 });
+  t.same(
+    quiet.logs.filter((line) => line.msg === "request completed"),
+    [],
+    "no access log by default",
+  );
+
+  const access = await build(t, { accessLog: true });
+  await post(access.app, "/predict/double", { x: 1 }, { ...json, "x-request-id": "acc-1" });
+  t.match(
+    access.logs.find((line) => line.msg === "request completed"),
+    {
+      level: 30,
+      requestId: "acc-1",
+      method: "POST",
+      url: "/predict/double",
+      statusCode: 200,
+      responseTimeMs: Number,
+    },
+  );
+
+  const slow = await build(t, { slowRequestMs: 150 });
+  await post(slow.app, "/predict/slow", { ms: 200 }, { ...json, "x-request-id": "slow-1" });
+  await post(slow.app, "/predict/slow", { ms: 0 });
+  const warned = slow.logs.filter((line) => line.msg === "slow request");
+  t.equal(warned.length, 1, "only the slow one");
+  t.match(warned[0], { level: 40, requestId: "slow-1", statusCode: 200 });
+});
+
+t.test("plugins are registered before the routes, so their hooks see every request", async (t) => {
+  const seen: string[] = [];
+  const { app } = await build(t, {
+    plugins: [
+      {
+        plugin: Object.assign(
+          async (instance: App) => {
+            instance.addHook("onRequest", async (request) => {
+              seen.push(request.url);
+            });
+          },
+          { [Symbol.for("skip-override")]: true },
+        ),
+      },
+    ],
+  });
+  await post(app, "/predict/double", { x: 1 });
+  t.same(seen, ["/predict/double"]);
+});
