@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 import { createRequire } from "node:module";
+import { BENCH_USAGE, benchCommand } from "./bench.js";
 import { serveCluster } from "./cluster.js";
 import { DESCRIBE_USAGE, describeCommand } from "./describe.js";
 import { OPENAPI_USAGE, openapiCommand } from "./openapi.js";
+import { OPERATIONS_ENV, operationsPlugins } from "./operations.js";
 import { UsageError } from "./options.js";
 import { SERVE_USAGE, serve, serveConfig } from "./serve.js";
 
@@ -12,25 +14,28 @@ Commands:
   serve      serve models over HTTP (default models: the bundled examples)
   describe   show the models as a dependency tree (--json, --mermaid)
   openapi    print the OpenAPI document of the models (YAML or JSON)
+  bench      time a model's predict and predictBatch in-process (throughput, p50/p95/p99)
 
 Run \`modelkit-ts <command> --help\` for a command's options.
 `;
 
 const COMMANDS: Record<string, { usage: string; run: (args: string[]) => Promise<unknown> }> = {
   serve: {
-    usage: SERVE_USAGE,
+    usage: SERVE_USAGE + OPERATIONS_ENV,
     run: async (args) => {
       const config = serveConfig(args, process.env);
-      if (config === "help") return process.stdout.write(SERVE_USAGE);
-      if (config.workers === 1) return serve(config);
+      if (config === "help") return process.stdout.write(SERVE_USAGE + OPERATIONS_ENV);
+      const plugins = operationsPlugins(process.env);
+      if (config.workers === 1) return serve(config, plugins);
       // Workers get the drain delay and grace period, then a little for closing their models.
       const stopTimeoutMs = config.drainDelayMs + config.gracePeriodMs + 5000;
       const { workers, logLevel } = config;
-      return serveCluster({ workers, stopTimeoutMs, logLevel }, () => serve(config));
+      return serveCluster({ workers, stopTimeoutMs, logLevel }, () => serve(config, plugins));
     },
   },
   describe: { usage: DESCRIBE_USAGE, run: (args) => describeCommand(args, process.env) },
   openapi: { usage: OPENAPI_USAGE, run: (args) => openapiCommand(args, process.env) },
+  bench: { usage: BENCH_USAGE, run: (args) => benchCommand(args, process.env) },
 };
 
 async function main(argv: string[]): Promise<void> {

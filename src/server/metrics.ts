@@ -18,7 +18,8 @@ export interface BatchObservation {
 }
 
 export interface MetricsOptions {
-  library: ModelLibrary;
+  /** The library whose models are measured; default: the one the app serves. */
+  library?: ModelLibrary;
   /**
    * Serve `/metrics` on this port instead of on the application's own, so that the scrape
    * endpoint can stay off the public listener. 0 picks a free port (see `app.metrics.address`).
@@ -66,12 +67,15 @@ type Tracked = FastifyRequest & { [errorCode]?: string };
  * and Node's process metrics. Each app gets its own registry.
  *
  * @example
- * await app.register(metrics, { library });            // GET /metrics on the app
- * await app.register(metrics, { library, port: 9464 }); // or on a port of its own
+ * const app = await createServer({ library, plugins: [{ plugin: metrics }] }); // GET /metrics
+ * // or on a port of its own: { plugin: metrics, options: { port: 9464 } }
  */
 export const metrics = fp<MetricsOptions>(
   async (app: FastifyInstance, options: MetricsOptions) => {
-    const { library } = options;
+    const library = options.library ?? app.modelkit?.library;
+    if (library === undefined) {
+      throw new TypeError("metrics: pass { library } or register it inside createServer()");
+    }
     const registry = new Registry();
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
 
