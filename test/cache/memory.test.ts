@@ -208,12 +208,12 @@ t.test("maxSize bounds the entries; ttlSeconds expires them", async (t) => {
     "the least recently used entry went first",
   );
 
-  const brief = await loaded(["sum"], { provider: "memory", ttlSeconds: 0.05 });
+  const brief = await loaded(["sum"], { provider: "memory", ttlSeconds: 0.2 });
   t.teardown(() => brief.close());
   brief.get<SumModel>("sum").predict({ a: 1 });
   brief.get<SumModel>("sum").predict({ a: 1 });
   t.equal(computedItems("sum").length, 1);
-  await new Promise((resolve) => setTimeout(resolve, 80));
+  await new Promise((resolve) => setTimeout(resolve, 250));
   brief.get<SumModel>("sum").predict({ a: 1 });
   t.equal(computedItems("sum").length, 2, "expired after ttlSeconds");
 });

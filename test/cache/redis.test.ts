@@ -163,7 +163,8 @@ t.test("entries expire after ttlSeconds", async (t) => {
   t.equal(computed.length, 1, "a hit before expiry");
   const [key] = redis.cli("KEYS", `test${testNumber}:*`).split("\n");
   const pttl = Number(redis.cli("PTTL", key as string));
-  t.ok(pttl > 0 && pttl <= 500, `PTTL ${pttl} ms`);
+  // -2: already gone, which a slow machine may see after spawning redis-cli twice.
+  t.ok(pttl === -2 || (pttl >= 0 && pttl <= 500), `the entry expires (PTTL ${pttl} ms)`);
   await sleep(written + 600 - Date.now());
   await library.predict("async_sum", { a: 1 });
   t.equal(computed.length, 2, "computed again after expiry");
