@@ -10,6 +10,8 @@ export {
   type ServerPlugin,
   type ServiceState,
 } from "./app.js";
+export { type BatchObservation, type Metrics, type MetricsOptions, metrics } from "./metrics.js";
+export { type PressureOptions, pressure } from "./pressure.js";
 export { PROBLEM_TYPE, type Problem, RETRY_AFTER_SECONDS } from "./problem.js";
 export type { ModelInfo, Readiness } from "./schemas.js";
 export { gracefulShutdown, type ShutdownOptions } from "./shutdown.js";

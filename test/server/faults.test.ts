@@ -1,8 +1,8 @@
 import { request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { ModelLibrary } from "modelkit-ts";
+import { createServer } from "modelkit-ts/server";
 import t from "tap";
-import { createServer } from "../../dist/src/server/index.js";
 
 const FAULTY = new URL("../../dist/test/fixtures/faulty-models.js", import.meta.url).href;
 const FAULTY_LOAD = new URL("../../dist/test/fixtures/faulty-load.js", import.meta.url).href;

@@ -1,9 +1,8 @@
 import { request } from "node:http";
 import { AsyncModel, Model, ModelLibrary } from "modelkit-ts";
+import { createServer, metrics } from "modelkit-ts/server";
 import t from "tap";
 import { z } from "zod";
-import { createServer } from "../../dist/src/server/index.js";
-import { metrics } from "../../dist/src/server/metrics.js";
 
 class Double extends Model<number, number> {
   static override configurations = { double: {} };

@@ -1,6 +1,6 @@
 import Fastify from "fastify";
+import { pressure } from "modelkit-ts/server";
 import t from "tap";
-import { pressure } from "../../dist/src/server/pressure.js";
 import { handleError } from "../../dist/src/server/problem.js";
 
 const busyWait = (ms: number) => {
