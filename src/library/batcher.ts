@@ -99,9 +99,10 @@ function defaultQueueSize(maxBatchSize: number): number {
  *
  * When a batch leaves:
  * - full: as soon as `maxBatchSize` items wait (at the end of the current event-loop turn);
- * - idle: an item that arrives while no batch is running, the queue is empty and the last batch
- *   ended more than `maxDelayMs` ago goes at the end of the current event-loop turn, with whatever
- *   arrived in that same turn: a lone request on a quiet service pays no delay;
+ * - idle: while no batch of this model runs, the waiting items go at the end of the current
+ *   event-loop turn once as many wait as the last batch held, or when the model has been quiet
+ *   for more than `maxDelayMs`: a lone request on a quiet service pays no delay, and the crowd
+ *   the last batch answered is served as one batch again;
  * - delay: otherwise the oldest waiting item waits at most `maxDelayMs` for the batch to fill.
  *
  * Items are validated per caller before they queue, so a bad item fails only its own caller; a
@@ -120,6 +121,8 @@ export class Batcher {
   #head = 0;
   #queued = 0;
   #running = 0;
+  /** Items in the last batch: how many callers are likely to come back together. */
+  #lastSize = 0;
   /** When the last batch ended (or started, while one runs): "recently busy" for the idle rule. */
   #lastActive = Number.NEGATIVE_INFINITY;
   #immediate: NodeJS.Immediate | undefined;
@@ -200,7 +203,6 @@ export class Batcher {
       );
     }
     return new Promise<unknown[]>((resolve, reject) => {
-      const wasEmpty = this.#queued === 0;
       const caller: Caller = {
         items,
         results: new Array(items.length),
@@ -219,12 +221,12 @@ export class Batcher {
       }
       this.#queue.push({ caller, start: 0, end: items.length });
       this.#queued += items.length;
-      this.#schedule(wasEmpty);
+      this.#schedule();
     });
   }
 
   /** Arms the one dispatch that the queue's state calls for. */
-  #schedule(arrivedOnEmpty = false): void {
+  #schedule(): void {
     if (this.#queued === 0) {
       this.#clearTimer();
       return;
@@ -234,11 +236,12 @@ export class Batcher {
       return;
     }
     if (this.#immediate !== undefined) return;
-    const quiet =
-      arrivedOnEmpty &&
+    // The idle rule (docs/batching.md): the clients the last batch answered come back together,
+    // so once as many items wait as it held, or after a quiet spell, waiting longer gains nothing.
+    const idle =
       this.#running === 0 &&
-      performance.now() - this.#lastActive > this.maxDelayMs;
-    if (quiet) {
+      (this.#queued >= this.#lastSize || performance.now() - this.#lastActive > this.maxDelayMs);
+    if (idle) {
       this.#dispatchSoon("idle");
       return;
     }
@@ -312,6 +315,7 @@ export class Batcher {
       } satisfies BatchEvent);
     }
     this.#running++;
+    this.#lastSize = size;
     this.#lastActive = now;
     const { signal, release } = batchSignal(parts);
     const done = (error?: unknown) => {

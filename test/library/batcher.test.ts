@@ -223,12 +223,19 @@ t.test("a lone request on a quiet model does not wait the delay", async (t) => {
   const started = performance.now();
   t.same(await lib.predict("batched_echo_slow", { id: 1 }), { id: 1, double: 2 });
   t.ok(performance.now() - started < 500, "maxDelayMs is 1 s");
-  // Right after a batch the model counts as busy: the next lone item waits for company.
-  await lib.predict("batched_echo", { id: 1 });
-  await lib.predict("batched_echo", { id: 2 });
+  // Right after a batch of three, one lone item waits for the others to come back...
+  await Promise.all(ids(3).map((item) => lib.predict("batched_echo", item)));
+  await lib.predict("batched_echo", { id: 3 });
+  // ...and after a batch of one, a lone item is all that is coming: it goes at once.
+  await lib.predict("batched_echo", { id: 4 });
   t.same(
-    events.flatMap((e) => (e.type === "dispatch" ? [`${e.model}:${e.reason}`] : [])),
-    ["batched_echo_slow:idle", "batched_echo:idle", "batched_echo:delay"],
+    events.flatMap((e) => (e.type === "dispatch" ? [`${e.model}:${e.reason}:${e.size}`] : [])),
+    [
+      "batched_echo_slow:idle:1",
+      "batched_echo:idle:3",
+      "batched_echo:delay:1",
+      "batched_echo:idle:1",
+    ],
   );
 });
 
