@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the modelkit-ts image with podman on a machine that cannot pull from a registry:
 #
-#   scripts/container/build-image.sh [tag]        (default tag: localhost/modelkit-ts:dev)
+#   scripts/container/build-image.sh [tag [podman build options...]]
 #
+# The tag defaults to localhost/modelkit-ts:dev; further options go to `podman build`.
 # The base is MODELKIT_NODE_IMAGE when set (e.g. node:24-bookworm-slim where a registry is
 # reachable), else the local stand-in that scripts/container/base-image.sh makes and caches.
 # Where Docker is available, `docker build -t modelkit-ts .` is all you need.
@@ -13,6 +14,7 @@ repo="$(cd "$here/../.." && pwd)"
 source "$here/lib.sh"
 
 tag="${1:-localhost/modelkit-ts:dev}"
+shift || true
 ensure_tools
 base="${MODELKIT_NODE_IMAGE:-$("$here/base-image.sh")}"
 
@@ -24,4 +26,4 @@ if [[ -n "${NODE_EXTRA_CA_CERTS:-}" && -f "$NODE_EXTRA_CA_CERTS" ]]; then
 fi
 
 log "building $tag from $base"
-podman build "${PODMAN_BUILD_FLAGS[@]}" "${build_args[@]}" "$repo"
+podman build "${PODMAN_BUILD_FLAGS[@]}" "${build_args[@]}" "$@" "$repo"
