@@ -45,7 +45,9 @@ const ITEMS = Array.from({ length: 100 }, (_, i) => ({ user: i, query: `query nu
 function library(variant: Variant, redisUrl: string): ModelLibrary {
   const cache: CacheSettings =
     variant === "redis"
-      ? { provider: "redis", url: redisUrl, prefix: "bench:" }
+      ? // 1 s rather than the default 100 ms: on a loaded machine a starved redis-server would
+        // otherwise time out and the run would measure misses, not the cache.
+        { provider: "redis", url: redisUrl, prefix: "bench:", timeoutMs: 1000 }
       : { provider: "memory" };
   return new ModelLibrary({
     models: [OneMs],
@@ -96,8 +98,14 @@ async function inProcess(redisUrl: string, quick: boolean): Promise<Record<Varia
     }
   }
   for (const variant of VARIANTS) {
+    // Timeouts (100 ms by default) happen when this machine is overloaded: say so, since the
+    // hit rate was then below 100%.
     const stats = libs[variant].cache?.stats().total;
-    if (stats && stats.errors > 0) throw new Error(`${variant}: ${stats.errors} cache errors`);
+    if (stats && stats.errors > 0) {
+      console.log(
+        `  (${variant}: ${stats.errors} cache calls failed or timed out, ${stats.misses} misses)`,
+      );
+    }
     await libs[variant].close();
   }
   return Object.fromEntries(VARIANTS.map((v) => [v, median(samples[v])])) as Record<
