@@ -58,8 +58,9 @@ const LEXICON_URL = new URL("../../examples/data/sentiment-lexicon.json", import
 const round = (value: number) => Math.round(value * 1000) / 1000;
 
 /**
- * English sentiment from a small lexicon (examples/data/sentiment-lexicon.json): a negator in
- * the three words before flips a word, an intensifier right before scales it.
+ * English sentiment from a small lexicon (examples/data/sentiment-lexicon.json): a negator up to
+ * three words before flips a word (not past another sentiment word: "not bad, really great" is
+ * positive twice), an intensifier right before scales it.
  */
 export class Sentiment extends Model<Text, SentimentResult> {
   static override configurations = {
@@ -80,6 +81,16 @@ export class Sentiment extends Model<Text, SentimentResult> {
     this.#negators = new Set(this.#lexicon.negators);
   }
 
+  /** A negator among the three words before, unless another sentiment word stands between. */
+  #negated(tokens: readonly string[], i: number): boolean {
+    for (let j = i - 1; j >= Math.max(0, i - 3); j--) {
+      const word = tokens[j] as string;
+      if (this.#negators.has(word)) return true;
+      if (this.#lexicon.words[word] !== undefined) return false;
+    }
+    return false;
+  }
+
   protected override _predict({ text }: Text): SentimentResult {
     const tokens = this.modelDependencies.get<Tokenizer>("tokenizer").predict(text);
     const { words, intensifiers } = this.#lexicon;
@@ -89,11 +100,8 @@ export class Sentiment extends Model<Text, SentimentResult> {
     tokens.forEach((token, i) => {
       const valence = words[token];
       if (valence === undefined) return;
-      let weight = intensifiers[tokens[i - 1] ?? ""] ?? 1;
-      if (tokens.slice(Math.max(0, i - 3), i).some((word) => this.#negators.has(word))) {
-        weight = -weight;
-      }
-      const value = valence * weight;
+      const weight = intensifiers[tokens[i - 1] ?? ""] ?? 1;
+      const value = valence * weight * (this.#negated(tokens, i) ? -1 : 1);
       score += value;
       if (value > 0) positive.push(token);
       if (value < 0) negative.push(token);

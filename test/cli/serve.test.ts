@@ -1,0 +1,154 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import t from "tap";
+
+const MAIN = new URL("../../dist/src/cli/main.js", import.meta.url).pathname;
+const FIXTURES = new URL("../../dist/test/fixtures/server-models.js", import.meta.url).href;
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+interface Served {
+  child: ChildProcess;
+  url: string;
+  logs: Record<string, unknown>[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts `modelkit-ts serve` on a free port (PORT=0) and resolves once it listens. */
+async function start(t: Tap.Test, args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [MAIN, "serve", ...args], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: "0", MODELKIT_DRAIN_DELAY_MS: "0", ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const exited = once(child, "exit").then(([code, signal]) => ({
+    code,
+    signal,
+  })) as Served["exited"];
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  });
+  const logs: Record<string, unknown>[] = [];
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    lines.on("line", (line) => {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      logs.push(entry);
+      const address = /listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(String(entry.msg));
+      if (address?.[1]) resolve(address[1]);
+    });
+    exited.then(({ code }) => reject(new Error(`serve exited with ${code} before listening`)));
+  });
+  return { child, url, logs, exited } satisfies Served;
+}
+
+async function waitReady(url: string, ms = 60_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const response = await fetch(`${url}/readyz`);
+    if (response.status === 200) return response.json();
+    if (Date.now() > end) throw new Error(`not ready: ${await response.text()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const predict = (url: string, model: string, item: unknown) =>
+  fetch(`${url}/predict/${model}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(item),
+  });
+
+t.test("serves the bundled examples by default, over real HTTP", async (t) => {
+  const served = await start(t, [], { MODELKIT_MODELS: "" });
+  const ready = (await waitReady(served.url)) as { models: { name: string }[] };
+  t.same(ready.models.map((model) => model.name).sort(), [
+    "analyze",
+    "dedup",
+    "fingerprint",
+    "sentiment",
+    "tokenizer",
+  ]);
+  const sentiment = await predict(served.url, "sentiment", { text: "Not bad, really great!" });
+  t.equal(sentiment.status, 200);
+  t.match(await sentiment.json(), { label: "positive" });
+  t.ok(sentiment.headers.get("x-request-id"));
+  const [a, b] = await Promise.all([
+    predict(served.url, "dedup", { text: "Hello,   World!" }),
+    predict(served.url, "dedup", { text: "hello world" }),
+  ]);
+  t.equal(a.status, 200, "a sync model on an async one, served");
+  t.same(await a.json(), await b.json(), "same key for texts differing in case and punctuation");
+  served.child.kill("SIGTERM");
+  t.same(await served.exited, { code: 0, signal: null });
+});
+
+t.test("SIGTERM: readyz 503 during the drain, in-flight request completes, exit 0", async (t) => {
+  const served = await start(t, ["--models", FIXTURES, "--required-models", "double,slow"], {
+    MODELKIT_DRAIN_DELAY_MS: "400",
+  });
+  await waitReady(served.url);
+  const slow = predict(served.url, "slow", { ms: 1200 });
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  served.child.kill("SIGTERM");
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const readyz = await fetch(`${served.url}/readyz`);
+  t.equal(readyz.status, 503, "not ready while draining");
+  t.match(await readyz.json(), { status: "draining" });
+  const during = await predict(served.url, "double", { x: 2 });
+  t.equal(during.status, 200, "still serving during the drain delay");
+  const answer = await slow;
+  t.equal(answer.status, 200, "the in-flight request completed");
+  t.same(await answer.json(), { waited: 1200 });
+  t.same(await served.exited, { code: 0, signal: null });
+  t.ok(served.logs.some((line) => line.msg === "shut down"));
+  await t.rejects(fetch(`${served.url}/livez`), "the listener is closed");
+});
+
+t.test("a second signal exits at once", async (t) => {
+  const served = await start(t, ["--models", FIXTURES, "--required-models", "slow"], {
+    MODELKIT_DRAIN_DELAY_MS: "10000",
+  });
+  await waitReady(served.url);
+  served.child.kill("SIGTERM");
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const started = Date.now();
+  served.child.kill("SIGINT");
+  t.same(await served.exited, { code: 1, signal: null });
+  t.ok(Date.now() - started < 8000, "did not wait for the 10 s drain delay");
+});
+
+t.test("the grace period bounds how long in-flight requests may take", async (t) => {
+  const served = await start(t, ["--models", FIXTURES, "--required-models", "slow"], {
+    MODELKIT_GRACE_PERIOD_MS: "200",
+  });
+  await waitReady(served.url);
+  const slow = predict(served.url, "slow", { ms: 30_000 }).catch((error: Error) => error);
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  const started = Date.now();
+  served.child.kill("SIGTERM");
+  t.same(await served.exited, { code: 0, signal: null });
+  t.ok(Date.now() - started < 20_000, "exited after the grace period, not the 30 s request");
+  t.type(await slow, Error, "the cut request fails on the client");
+  t.ok(
+    served.logs.some((line) => line.msg === "grace period over: closing the remaining connections"),
+  );
+});
+
+t.test("a failed load keeps the process up with /readyz 503", async (t) => {
+  const served = await start(t, ["--models", FIXTURES, "--required-models", "fails_to_load"]);
+  // Poll until the load settled; a loaded machine may also answer 503 ERR_OVERLOADED meanwhile.
+  const end = Date.now() + 60_000;
+  let readyz: Response;
+  do {
+    readyz = await fetch(`${served.url}/readyz`);
+  } while ((await readyz.clone().json()).status !== "failed" && Date.now() < end);
+  t.equal(readyz.status, 503);
+  t.match(await readyz.json(), {
+    status: "failed",
+    models: [{ name: "fails_to_load", state: "failed" }],
+  });
+  t.equal((await fetch(`${served.url}/livez`)).status, 200);
+  served.child.kill("SIGTERM");
+  t.same(await served.exited, { code: 0, signal: null });
+});
