@@ -3,6 +3,8 @@ import { startWorkerThread } from "synckit";
 import { ModelkitError } from "../errors.js";
 import {
   type BridgeCommand,
+  CLONE_FAILURES,
+  FLAG_SLOTS,
   LOAD_FAILED,
   LOAD_STATE,
   LOADED,
@@ -10,7 +12,7 @@ import {
   RETIRED,
 } from "./protocol.js";
 import type { WorkerSpec } from "./spec.js";
-import { unwrap } from "./wire.js";
+import { type Envelope, unwrap } from "./wire.js";
 
 /** The compiled worker next to this file: synckit runs JavaScript, not TypeScript. */
 const WORKER_PATH = new URL("./worker.js", import.meta.url).pathname;
@@ -25,7 +27,7 @@ const RELOAD_TIMEOUT_MS = 120_000;
 const BACKSTOP_GRACE_MS = 1_000;
 const BACKSTOP_FLOOR_MS = 5_000;
 
-type SyncCall = (command: BridgeCommand) => Uint8Array;
+type SyncCall = (command: BridgeCommand) => Envelope;
 
 /** One started worker: its synckit call and the flags it shares with this thread. */
 interface BridgeWorker {
@@ -72,10 +74,18 @@ export class AsyncBridge {
       throw new ModelkitError("ERR_MODEL_NOT_LOADED", `${name} is closed`, { modelName: name });
     }
     const worker = this.#ready(name);
-    let answer: Uint8Array;
+    const cloneFailures = Atomics.load(worker.flags, CLONE_FAILURES);
+    let answer: Envelope;
     try {
       answer = worker.call(command);
     } catch (error) {
+      if (Atomics.load(worker.flags, CLONE_FAILURES) !== cloneFailures) {
+        throw cloneError(name, "its prediction cannot cross to the calling thread", error);
+      }
+      // Thrown here by synckit's postMessage, before anything reached the worker.
+      if ((error as Error | undefined)?.name === "DataCloneError") {
+        throw cloneError(name, "items cannot cross to its worker thread", error);
+      }
       throw this.#failed(worker, name, error);
     }
     return unwrap(answer);
@@ -99,7 +109,7 @@ export class AsyncBridge {
 
   #spawn(): BridgeWorker {
     const call = startWorkerThread<SyncCall>(WORKER_PATH, { timeout: this.#backstopMs });
-    const flags = new Int32Array(new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT));
+    const flags = new Int32Array(new SharedArrayBuffer(FLAG_SLOTS * Int32Array.BYTES_PER_ELEMENT));
     const worker = { call, flags };
     try {
       unwrap(call({ type: "start", spec: this.#spec, flags }));
@@ -184,4 +194,12 @@ export class AsyncBridge {
     if (this.#worker === worker) this.#worker = undefined;
     return error;
   }
+}
+
+function cloneError(name: string, what: string, cause: unknown): ModelkitError {
+  return new ModelkitError(
+    "ERR_WORKER_FAILED",
+    `${name}: ${what} (items and results must survive structured clone): ${(cause as Error).message}`,
+    { modelName: name, cause },
+  );
 }

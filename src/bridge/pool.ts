@@ -32,6 +32,7 @@ interface Task {
 interface PoolThread {
   worker: Worker;
   ready: Promise<void>;
+  loaded: boolean;
   task: Task | undefined;
 }
 
@@ -108,12 +109,17 @@ export class ThreadPool {
     });
   }
 
+  /**
+   * Hands queued tasks to idle loaded threads. A thread still loading takes none (it could take
+   * seconds while another frees up in milliseconds); one starts when the queue outgrows them.
+   */
   #dispatch(): void {
     for (const thread of this.#threads) {
       if (this.#queue.length === 0) return;
-      if (thread.task === undefined) this.#run(thread);
+      if (thread.loaded && thread.task === undefined) this.#run(thread);
     }
-    if (this.#queue.length > 0 && this.#threads.length < this.#size && !this.#closed) {
+    const loading = this.#threads.filter((thread) => !thread.loaded).length;
+    if (this.#queue.length > loading && this.#threads.length < this.#size && !this.#closed) {
       this.#spawn();
     }
   }
@@ -123,10 +129,7 @@ export class ThreadPool {
     if (task === undefined) return;
     thread.task = task;
     thread.worker.ref();
-    thread.ready.then(
-      () => thread.worker.postMessage(task.request),
-      () => {}, // the thread's exit handler fails the task
-    );
+    thread.worker.postMessage(task.request);
   }
 
   /** A caller gave up: drop its queued task, or end the thread that runs it and start another. */
@@ -159,12 +162,13 @@ export class ThreadPool {
     });
     ready.catch(() => {}); // surfaced through start() or the tasks that fail
     let loadError: unknown;
-    const thread: PoolThread = { worker, ready, task: undefined };
+    const thread: PoolThread = { worker, ready, loaded: false, task: undefined };
     this.#threads.push(thread);
     worker.on("message", (event: PoolEvent) => {
       if ("type" in event) {
         if (event.type === "ready") {
-          if (thread.task === undefined) worker.unref();
+          thread.loaded = true;
+          worker.unref();
           markReady();
           this.#dispatch();
         } else {
@@ -194,6 +198,11 @@ export class ThreadPool {
       if (!this.#remove(thread)) return; // closed or replaced on purpose
       thread.task?.reject(failure);
       thread.task = undefined;
+      // A thread that never loaded will not load next time either: with no thread left to
+      // serve them, the waiting calls fail now rather than wait on endless restarts.
+      if (!thread.loaded && !this.#threads.some((other) => other.loaded)) {
+        for (const task of this.#queue.splice(0)) task.reject(failure);
+      }
       this.#dispatch();
     });
     return thread;

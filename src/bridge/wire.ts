@@ -1,11 +1,9 @@
-import { deserialize, serialize } from "node:v8";
+import { serialize } from "node:v8";
 import { ERROR_CODES, ModelkitError, ValidationError } from "../errors.js";
 
 /**
- * What crosses between a thread and its workers. Values travel as V8 structured-clone bytes
- * (the serializer `postMessage` uses), encoded on the sending side: a value that cannot be
- * cloned then fails in our code with a clear error, instead of inside synckit, which would
- * leave its worker unable to answer again.
+ * What crosses between a thread and its workers besides items and results (which cross by
+ * plain structured clone): errors, as data that always survives the crossing.
  */
 
 /** An error as plain data: enough to rebuild one with the same name, message, code and props. */
@@ -22,7 +20,7 @@ export interface ErrorData {
 
 export type Envelope = { ok: true; value: unknown } | { ok: false; error: ErrorData };
 
-/** True when `value` survives structured clone. */
+/** True when `value` survives structured clone (checked only for error properties). */
 function cloneable(value: unknown): boolean {
   try {
     serialize(value);
@@ -87,40 +85,8 @@ export function reviveError(data: ErrorData): unknown {
   return Object.assign(error, data.properties);
 }
 
-/** Encodes a value to send; throws the structured-clone error when it cannot be. */
-export function encode(value: unknown): Uint8Array {
-  return serialize(value);
-}
-
-export function decode(bytes: Uint8Array): unknown {
-  return deserialize(bytes);
-}
-
-/**
- * Encodes a model's answer. A result that cannot be cloned becomes an `ERR_WORKER_FAILED`
- * naming the model, so the caller learns why and the worker keeps serving.
- */
-export function encodeResult(modelName: string, value: unknown): Uint8Array {
-  try {
-    return serialize({ ok: true, value } satisfies Envelope);
-  } catch (error) {
-    return encodeError(
-      new ModelkitError(
-        "ERR_WORKER_FAILED",
-        `${modelName}: its prediction cannot cross to the calling thread (results must survive structured clone): ${(error as Error).message}`,
-        { modelName },
-      ),
-    );
-  }
-}
-
-export function encodeError(error: unknown): Uint8Array {
-  return serialize({ ok: false, error: errorData(error) } satisfies Envelope);
-}
-
-/** Returns the value of an encoded envelope, or throws its revived error. */
-export function unwrap(bytes: Uint8Array): unknown {
-  const envelope = deserialize(bytes) as Envelope;
+/** Returns an envelope's value, or throws its revived error. */
+export function unwrap(envelope: Envelope): unknown {
   if (envelope.ok) return envelope.value;
   throw reviveError(envelope.error);
 }

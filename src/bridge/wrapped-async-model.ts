@@ -1,8 +1,6 @@
-import { ModelkitError } from "../errors.js";
 import { batchChunkSize, genChunkSize } from "../model/base.js";
 import type { BatchOptions, ModelKind, PredictOptions } from "../model/types.js";
 import type { AsyncBridge } from "./bridge.js";
-import { encode } from "./wire.js";
 
 /**
  * What a sync model's `modelDependencies.get(name)` returns for an async dependency: the same
@@ -54,7 +52,7 @@ export class WrappedAsyncModel<TItem = unknown, TReturn = unknown> {
     return this.#bridge.call(this.configurationKey, {
       type: "predict",
       name: this.configurationKey,
-      item: this.#encode(item),
+      item,
       timeoutMs: this.timeoutMs,
     }) as TReturn;
   }
@@ -114,21 +112,9 @@ export class WrappedAsyncModel<TItem = unknown, TReturn = unknown> {
     return this.#bridge.call(this.configurationKey, {
       type: "chunk",
       name: this.configurationKey,
-      items: this.#encode(chunk),
+      items: chunk,
       offset,
       timeoutMs: this.timeoutMs,
     }) as TReturn[];
-  }
-
-  #encode(value: unknown): Uint8Array {
-    try {
-      return encode(value);
-    } catch (error) {
-      throw new ModelkitError(
-        "ERR_WORKER_FAILED",
-        `${this.configurationKey}: items cannot cross to its worker thread (they must survive structured clone): ${(error as Error).message}`,
-        { modelName: this.configurationKey, cause: error },
-      );
-    }
   }
 }

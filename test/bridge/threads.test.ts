@@ -53,13 +53,12 @@ t.test("the event loop stays free while a sync model waits on its async dependen
   const blocked = await watch(() => lib.get<DependencyModel>("slow-sync").predict(200));
   t.equal(blocked.ticks, 0, "calling the sync model in-process blocks, as documented");
 
-  // Two at once start the second pool thread; then six at once take three rounds of 200 ms.
-  await Promise.all([lib.predict("slow-sync", 0), lib.predict("slow-sync", 0)]);
-  const started = performance.now();
-  const all = await Promise.all(Array.from({ length: 6 }, () => lib.predict("slow-sync", 200)));
-  const elapsed = performance.now() - started;
-  t.equal(all.length, 6);
-  t.ok(elapsed < 6 * 200, `6 concurrent 200 ms calls took ${Math.round(elapsed)} ms`);
+  const many = await watch(() =>
+    Promise.all(Array.from({ length: 6 }, () => lib.predict("slow-sync", 200))),
+  );
+  t.equal((many.result as unknown[]).length, 6, "concurrent calls all answer");
+  t.ok(many.ticks >= 10, `the timer kept firing during them (${many.ticks} ticks)`);
+  // How much faster than one after another they finish is measured in bench/bridge.ts.
 });
 
 t.test("close() ends every worker thread", { skip: !existsSync("/proc/self/task") }, async (t) => {
