@@ -13,8 +13,9 @@
 # Needs root (podman, and apt-get to install podman, runc, debootstrap and curl when missing).
 # Set MODELKIT_NODE_IMAGE to build from a pulled Node image instead of the local stand-in,
 # MODELKIT_KEEP_IMAGE=1 to keep the built image, or MODELKIT_TEST_IMAGE=<image> to test an image
-# already built (skips the build; the image is kept). Takes about two and a half minutes, one
-# more on a machine whose base image is not cached yet.
+# already built (skips the build; the image is kept). On an idle 2-core machine it takes about
+# 2.5 minutes, 4 when the base image and npm's cache are cold (debootstrap, downloads); a busy
+# machine can take several times that.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
@@ -124,9 +125,10 @@ if [[ -n "${MODELKIT_TEST_IMAGE:-}" ]]; then
   podman image exists "$image" || fail "MODELKIT_TEST_IMAGE=$image exists"
   pass "testing the image $image as built (MODELKIT_TEST_IMAGE)"
 else
+  t0=$(now_ms)
   base="${MODELKIT_NODE_IMAGE:-$(scripts/container/base-image.sh 2>"$tmp/base.log")}" ||
     fail "base image" "$(tail -20 "$tmp/base.log")"
-  pass "base image $base"
+  pass "base image $base ($((($(now_ms) - t0) / 1000))s)"
 
   t0=$(now_ms)
   # --layers=false: no intermediate images to clean up afterwards.
