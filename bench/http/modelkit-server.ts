@@ -1,0 +1,22 @@
+/**
+ * A modelkit-ts server for the benchmark, built the way `modelkit-ts serve` builds it (the
+ * library, `createServer` with its defaults: logger on, no access log) without the CLI's
+ * option parsing. BENCH_CONFIGURATION may hold JSON configuration overrides (batching...).
+ * Usage: node dist/bench/http/modelkit-server.js <port> <model module>[,<module>...]
+ */
+import { type ModelConfiguration, ModelLibrary } from "modelkit-ts";
+import { createServer } from "../../src/server/index.js";
+
+const port = Number(process.argv[2] ?? 8082);
+const models = (process.argv[3] ?? "").split(",").filter(Boolean);
+const configuration = JSON.parse(process.env.BENCH_CONFIGURATION ?? "{}") as Record<
+  string,
+  ModelConfiguration
+>;
+const library = new ModelLibrary({ models, configuration });
+const app = await createServer({ library });
+await app.listen({ port, host: "127.0.0.1" });
+await library.load();
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  process.once(signal, () => void app.close().then(() => process.exit(0)));
+}
