@@ -8,7 +8,7 @@ import Fastify, {
 } from "fastify";
 import type { ModelLibrary } from "../library/library.js";
 import { installJsonBody } from "./json-body.js";
-import { installRequestLogging, requestIdOf } from "./logging.js";
+import { installRequestLogging, REQUEST_ID_HEADER, requestIdOf } from "./logging.js";
 import { registerOpenApi } from "./openapi.js";
 import { handleError, makeProblem, sendProblem } from "./problem.js";
 import { healthRoutes } from "./routes/health.js";
@@ -50,6 +50,8 @@ export interface ServerOptions {
   slowRequestMs?: number;
   /** Largest accepted body in bytes (413 beyond). Default 1 MiB. */
   bodyLimit?: number;
+  /** Most items one `/predict_batch` request may hold (422 beyond). Default 10,000. */
+  maxBatchItems?: number;
   /** Serve the Swagger UI at /docs. Default true. */
   docs?: boolean;
   /** `app.close()` also closes the library. Default true: the server owns what it serves. */
@@ -60,6 +62,7 @@ export interface ServerOptions {
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 export const DEFAULT_SLOW_REQUEST_MS = 1000;
+export const DEFAULT_MAX_BATCH_ITEMS = 10_000;
 
 /**
  * The Fastify app serving `library`: predictions, health, model descriptions, OpenAPI and docs,
@@ -88,6 +91,12 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     requestIdHeader: false,
     genReqId: requestIdOf,
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    // The router's own refusals (bad percent-encoding, a name over maxParamLength) skip the
+    // hooks and the error handler; without this they answer plain JSON with no request id.
+    frameworkErrors: (error, request, reply) => {
+      reply.header(REQUEST_ID_HEADER, request.id);
+      handleError(error, request, reply);
+    },
   }) as unknown as FastifyInstance;
 
   let draining = false;
@@ -122,6 +131,8 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   }
   await app.register(healthRoutes);
   await app.register(modelRoutes);
-  await app.register(predictRoutes);
+  await app.register(predictRoutes, {
+    maxBatchItems: options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS,
+  });
   return app;
 }

@@ -5,6 +5,7 @@
 export {
   createServer,
   DEFAULT_BODY_LIMIT,
+  DEFAULT_MAX_BATCH_ITEMS,
   DEFAULT_SLOW_REQUEST_MS,
   type ServerOptions,
   type ServerPlugin,

@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import type { FastifyInstance } from "fastify";
 import secureJsonParse from "secure-json-parse";
 import { ModelkitError } from "../errors.js";
@@ -12,16 +13,20 @@ const FORBIDDEN = "Object contains forbidden prototype property";
  */
 export function installJsonBody(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
+  // Read as bytes: decoding to a string would turn invalid UTF-8 into U+FFFD and let it reach
+  // models; RFC 8259 §8.1 requires UTF-8 between systems, so it is refused instead.
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_request, bytes, done) => {
+    if (!isUtf8(bytes as Buffer)) {
+      done(new ModelkitError("ERR_MALFORMED_JSON", "the body is not valid UTF-8"));
+      return;
+    }
+    const body = (bytes as Buffer).toString("utf8");
     if (body === "") {
       done(new ModelkitError("ERR_MALFORMED_JSON", "the body is empty; send one JSON value"));
       return;
     }
     try {
-      done(
-        null,
-        secureJsonParse(body as string, null, { protoAction: "error", constructorAction: "error" }),
-      );
+      done(null, secureJsonParse(body, null, { protoAction: "error", constructorAction: "error" }));
     } catch (error) {
       const message = (error as Error).message;
       done(

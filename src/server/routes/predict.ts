@@ -30,7 +30,10 @@ function disconnectSignal(reply: FastifyReply): AbortSignal {
  * Routes are parametric because models load after the server listens (`/readyz` must answer
  * 503 meanwhile); the OpenAPI document still lists one path per model.
  */
-export async function predictRoutes(app: FastifyInstance): Promise<void> {
+export async function predictRoutes(
+  app: FastifyInstance,
+  options: { maxBatchItems: number },
+): Promise<void> {
   const { library } = app.modelkit;
 
   /** The served model's name, or the answer already sent (404 / 415 / 503). */
@@ -83,6 +86,17 @@ export async function predictRoutes(app: FastifyInstance): Promise<void> {
       if (!Array.isArray(items)) {
         throw new ValidationError("ERR_ITEM_VALIDATION", name, [
           { code: "invalid_type", path: [], message: "expected a JSON array of items" },
+        ]);
+      }
+      // An empty batch is a client mistake, not a request for nothing; a huge one would hold a
+      // model (and the event loop validating it) for everyone else.
+      if (items.length === 0 || items.length > options.maxBatchItems) {
+        const message =
+          items.length === 0
+            ? "expected at least one item"
+            : `expected at most ${options.maxBatchItems} items, got ${items.length}`;
+        throw new ValidationError("ERR_ITEM_VALIDATION", name, [
+          { code: items.length === 0 ? "too_small" : "too_big", path: [], message },
         ]);
       }
       const predictions = await library.predictBatch(name, items, {
