@@ -168,12 +168,14 @@ read -r dev_only direct found < <(podman run --rm "${PODMAN_RUN_FLAGS[@]}" "$ima
 pass "no dev dependencies in /app: none of the $dev_only dev-only packages (${direct//,/, } and theirs); no sources or tests"
 
 # ---------------------------------------------------------------------------------------------
-# Out of the box: the bundled examples, HEALTHCHECK, a prediction, a clean stop.
+# Out of the box: the bundled examples, HEALTHCHECK, a prediction, a clean stop. Run as
+# locked down as deploy/kubernetes.yaml asks: read-only root file system (podman still mounts
+# a tmpfs on /tmp), no capabilities, no privilege escalation.
 port="$(free_port)"
-start examples --env "PORT=$port"
+start examples --env "PORT=$port" --read-only --cap-drop ALL --security-opt no-new-privileges
 examples="$container"
 wait_healthy "$examples"
-pass "HEALTHCHECK reports healthy"
+pass "HEALTHCHECK reports healthy (read-only root file system, no capabilities)"
 wait_ready "$port"
 pass "/readyz is 200 once the example models are loaded"
 
