@@ -142,6 +142,9 @@ export class ThreadPool {
       thread.task = undefined;
       this.#remove(thread);
       void thread.worker.terminate();
+      // Its replacement starts now: a cold start takes long enough that later calls could
+      // otherwise time out waiting for it too.
+      if (!this.#closed) this.#spawn();
       this.#dispatch();
     }
     task.reject(task.signal?.reason);

@@ -24,7 +24,11 @@ async function settledThreadCount(atMost: number): Promise<number> {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 t.test("the event loop stays free while a sync model waits on its async dependency", async (t) => {
-  const lib = new ModelLibrary({ models: [FIXTURES], requiredModels: ["slow-sync"] });
+  const lib = new ModelLibrary({
+    models: [FIXTURES],
+    requiredModels: ["slow-sync"],
+    configuration: { "slow-sync": { timeoutMs: 1_000 } },
+  });
   t.teardown(() => lib.close());
   await lib.load();
   await lib.predict("slow-sync", 0); // the pool thread is warm, as a server's would be
@@ -53,10 +57,23 @@ t.test("the event loop stays free while a sync model waits on its async dependen
   const blocked = await watch(() => lib.get<DependencyModel>("slow-sync").predict(200));
   t.equal(blocked.ticks, 0, "calling the sync model in-process blocks, as documented");
 
+  await t.rejects(lib.predict("slow-sync", 5_000), {
+    code: "ERR_PREDICTION_TIMEOUT",
+    modelName: "slow-sync",
+  });
+  // The pool thread blocked on that call was ended and a new one is starting: calls are
+  // served again once it has loaded (which, on a busy machine, can outlast one timeout).
+  const deadline = Date.now() + 60_000;
+  let recovered: unknown;
+  while (recovered === undefined && Date.now() < deadline) {
+    recovered = await lib.predict("slow-sync", 1).catch(() => undefined);
+  }
+  t.same(recovered, { waited: 1, thread: "worker" }, "a new pool thread took over");
+
   const many = await watch(() =>
-    Promise.all(Array.from({ length: 6 }, () => lib.predict("slow-sync", 200))),
+    Promise.all(Array.from({ length: 4 }, () => lib.predict("slow-sync", 100))),
   );
-  t.equal((many.result as unknown[]).length, 6, "concurrent calls all answer");
+  t.equal((many.result as unknown[]).length, 4, "concurrent calls all answer");
   t.ok(many.ticks >= 10, `the timer kept firing during them (${many.ticks} ticks)`);
   // How much faster than one after another they finish is measured in bench/bridge.ts.
 });
