@@ -53,7 +53,7 @@ const SentimentResult = z.object({
 type SentimentResult = z.infer<typeof SentimentResult>;
 
 // examples/data ships with the package; this module runs compiled from dist/examples/.
-const LEXICON_URL = new URL("../../examples/data/sentiment-lexicon.json", import.meta.url);
+const DATA = new URL("../../examples/data/", import.meta.url);
 
 const round = (value: number) => Math.round(value * 1000) / 1000;
 
@@ -66,7 +66,8 @@ export class Sentiment extends Model<Text, SentimentResult> {
   static override configurations = {
     sentiment: {
       modelDependencies: ["tokenizer"],
-      modelSettings: { lexicon: LEXICON_URL.href },
+      // A file name in examples/data, or an absolute path or file: URL of your own lexicon.
+      modelSettings: { lexicon: "sentiment-lexicon.json" },
     },
   };
   static override itemSchema = Text;
@@ -76,7 +77,7 @@ export class Sentiment extends Model<Text, SentimentResult> {
   #negators!: Set<string>;
 
   protected override async _load(): Promise<void> {
-    const text = await readFile(new URL(String(this.modelSettings.lexicon)), "utf8");
+    const text = await readFile(new URL(String(this.modelSettings.lexicon), DATA), "utf8");
     this.#lexicon = Lexicon.parse(JSON.parse(text));
     this.#negators = new Set(this.#lexicon.negators);
   }

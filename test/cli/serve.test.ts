@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
-import t from "tap";
+import t, { type Test } from "tap";
 
 const MAIN = new URL("../../dist/src/cli/main.js", import.meta.url).pathname;
 const FIXTURES = new URL("../../dist/test/fixtures/server-models.js", import.meta.url).href;
@@ -15,7 +15,7 @@ interface Served {
 }
 
 /** Starts `modelkit-ts serve` on a free port (PORT=0) and resolves once it listens. */
-async function start(t: Tap.Test, args: string[], env: Record<string, string> = {}) {
+async function start(t: Test, args: string[], env: Record<string, string> = {}) {
   const child = spawn(process.execPath, [MAIN, "serve", ...args], {
     cwd: ROOT,
     env: { ...process.env, PORT: "0", MODELKIT_DRAIN_DELAY_MS: "0", ...env },
@@ -142,7 +142,10 @@ t.test("a failed load keeps the process up with /readyz 503", async (t) => {
   let readyz: Response;
   do {
     readyz = await fetch(`${served.url}/readyz`);
-  } while ((await readyz.clone().json()).status !== "failed" && Date.now() < end);
+  } while (
+    ((await readyz.clone().json()) as { status?: unknown }).status !== "failed" &&
+    Date.now() < end
+  );
   t.equal(readyz.status, 503);
   t.match(await readyz.json(), {
     status: "failed",

@@ -1,7 +1,7 @@
 import { Writable } from "node:stream";
 import { ModelLibrary } from "modelkit-ts";
 import { createServer, type ServerOptions } from "modelkit-ts/server";
-import t from "tap";
+import t, { type Test } from "tap";
 
 const FIXTURES = new URL("../../dist/test/fixtures/server-models.js", import.meta.url).href;
 const SERVED = ["double", "slow", "slow_timeout", "slow_queue", "broken", "bad_return", "greeter"];
@@ -22,7 +22,7 @@ function logSink() {
 }
 
 async function build(
-  t: Tap.Test,
+  t: Test,
   options: Partial<ServerOptions> & { requiredModels?: string[]; load?: boolean } = {},
 ): Promise<{ app: App; library: ModelLibrary; logs: Record<string, unknown>[] }> {
   const { requiredModels = SERVED, load = true, ...rest } = options;
@@ -44,7 +44,7 @@ const post = (app: App, url: string, body: unknown, headers: Record<string, stri
 
 /** Asserts an RFC 9457 answer with this status and code, and returns its body. */
 function problem(
-  t: Tap.Test,
+  t: Test,
   response: Awaited<ReturnType<App["inject"]>>,
   status: number,
   code: string,
