@@ -437,23 +437,12 @@ async function build() {
   await library.load();
   return app;
 }
-type App = Awaited<ReturnType<typeof build>>;
-
-const predictOk = async (t: Tap.Test, app: App, label: string) => {
-  const res = await app.inject({
-    method: "POST",
-    url: "/predict/sentiment",
-    headers: { "content-type": JSON_TYPE },
-    payload: '{"text":"a great day"}',
-  });
-  t.equal(res.statusCode, 200, `${label}: a normal request is answered`);
-  t.equal(res.json().label, "positive");
-};
+// One service for the whole file: loading the examples starts worker threads (dedup).
+const app = await build();
+t.teardown(() => app.close());
 
 t.test(`${ATTACKS.length} bad requests get their documented 4xx problem`, async (t) => {
   t.ok(ATTACKS.length >= 30);
-  const app = await build();
-  t.teardown(() => app.close());
 
   for (const attack of ATTACKS) {
     const headers: Record<string, string> = { ...attack.extraHeaders };
@@ -500,7 +489,14 @@ t.test(`${ATTACKS.length} bad requests get their documented 4xx problem`, async 
     }
   }
   t.equal(({} as { polluted?: boolean }).polluted, undefined, "Object.prototype untouched");
-  await predictOk(t, app, "after the table");
+  const normal = await app.inject({
+    method: "POST",
+    url: "/predict/sentiment",
+    headers: { "content-type": JSON_TYPE },
+    payload: '{"text":"a great day"}',
+  });
+  t.equal(normal.statusCode, 200, "a normal request is answered after the table");
+  t.equal(normal.json().label, "positive");
   const ready = await app.inject({ method: "GET", url: "/readyz" });
   t.equal(ready.statusCode, 200, "still ready");
 });
@@ -531,8 +527,6 @@ function raw(
 const statusOf = (response: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(response)?.[1] ?? 0);
 
 t.test("over real HTTP: invalid UTF-8, truncated and lying bodies", async (t) => {
-  const app = await build();
-  t.teardown(() => app.close());
   await app.listen({ port: 0, host: "127.0.0.1" });
   const { port } = app.server.address() as AddressInfo;
   const head = (length: number, extra = "") =>
