@@ -82,8 +82,15 @@ async function withLagProbe<T>(run: () => Promise<T>): Promise<{ ms: number; wor
 async function eventLoop(): Promise<void> {
   const lib = new ModelLibrary({ models: [FIXTURES], requiredModels: ["slow-sync"] });
   await lib.load();
-  // Grow the pool to its full size first: a server under load would have.
-  await Promise.all(Array.from({ length: 8 }, () => lib.predict("slow-sync", 0)));
+  // Grow the pool to its full size first, as a server under load would have: until four
+  // concurrent calls run side by side, threads are still starting.
+  const poolSize = Number(process.env.MODELKIT_BRIDGE_POOL_SIZE ?? 4);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const started = performance.now();
+    await Promise.all(Array.from({ length: poolSize }, () => lib.predict("slow-sync", WAIT_MS)));
+    if (performance.now() - started < WAIT_MS * 1.5 || Date.now() > deadline) break;
+  }
 
   const one = await withLagProbe(() => lib.predict("slow-sync", WAIT_MS));
   const many = await withLagProbe(() =>
