@@ -73,13 +73,18 @@ export class Sentiment extends Model<Text, SentimentResult> {
   static override itemSchema = Text;
   static override returnSchema = SentimentResult;
 
-  #lexicon!: z.infer<typeof Lexicon>;
+  // Maps, not the parsed objects: a text saying "constructor" or "__proto__" must not find
+  // Object.prototype's members as valences.
+  #words!: Map<string, number>;
+  #intensifiers!: Map<string, number>;
   #negators!: Set<string>;
 
   protected override async _load(): Promise<void> {
     const text = await readFile(new URL(String(this.modelSettings.lexicon), DATA), "utf8");
-    this.#lexicon = Lexicon.parse(JSON.parse(text));
-    this.#negators = new Set(this.#lexicon.negators);
+    const lexicon = Lexicon.parse(JSON.parse(text));
+    this.#words = new Map(Object.entries(lexicon.words));
+    this.#intensifiers = new Map(Object.entries(lexicon.intensifiers));
+    this.#negators = new Set(lexicon.negators);
   }
 
   /** A negator among the three words before, unless another sentiment word stands between. */
@@ -87,21 +92,20 @@ export class Sentiment extends Model<Text, SentimentResult> {
     for (let j = i - 1; j >= Math.max(0, i - 3); j--) {
       const word = tokens[j] as string;
       if (this.#negators.has(word)) return true;
-      if (this.#lexicon.words[word] !== undefined) return false;
+      if (this.#words.has(word)) return false;
     }
     return false;
   }
 
   protected override _predict({ text }: Text): SentimentResult {
     const tokens = this.modelDependencies.get<Tokenizer>("tokenizer").predict(text);
-    const { words, intensifiers } = this.#lexicon;
     let score = 0;
     const positive: string[] = [];
     const negative: string[] = [];
     tokens.forEach((token, i) => {
-      const valence = words[token];
+      const valence = this.#words.get(token);
       if (valence === undefined) return;
-      const weight = intensifiers[tokens[i - 1] ?? ""] ?? 1;
+      const weight = this.#intensifiers.get(tokens[i - 1] ?? "") ?? 1;
       const value = valence * weight * (this.#negated(tokens, i) ? -1 : 1);
       score += value;
       if (value > 0) positive.push(token);
