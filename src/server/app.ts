@@ -125,14 +125,13 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   });
   if (options.closeLibrary ?? true) app.addHook("onClose", () => library.close());
 
-  await registerOpenApi(app, { library, docs: options.docs ?? true });
+  const maxBatchItems = options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS;
+  await registerOpenApi(app, { library, docs: options.docs ?? true, maxBatchItems });
   for (const { plugin, options: pluginOptions } of options.plugins ?? []) {
     await app.register(plugin, pluginOptions ?? {});
   }
   await app.register(healthRoutes);
   await app.register(modelRoutes);
-  await app.register(predictRoutes, {
-    maxBatchItems: options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS,
-  });
+  await app.register(predictRoutes, { maxBatchItems });
   return app;
 }

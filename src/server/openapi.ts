@@ -58,7 +58,8 @@ const PROBLEM_RESPONSES: Record<string, { status: number; description: string }>
   UnsupportedMediaType: { status: 415, description: "Body is not application/json" },
   ItemValidation: {
     status: 422,
-    description: "An item failed the model's item schema; `issues` hold the paths",
+    description:
+      "An item failed the model's item schema (`issues` hold the paths, prefixed by the item index in a batch), or a batch is empty or too large",
   },
   PredictionFailed: {
     status: 500,
@@ -117,7 +118,11 @@ function problemRefs(names: string[]): JsonObject {
 const PREDICT_ERRORS = Object.keys(PROBLEM_RESPONSES);
 
 /** The two prediction operations of one model, with its item and prediction schemas. */
-function modelPaths(model: ModelDescription, schemas: JsonObject): Record<string, JsonObject> {
+function modelPaths(
+  model: ModelDescription,
+  schemas: JsonObject,
+  maxBatchItems: number,
+): Record<string, JsonObject> {
   const name = model.configurationKey;
   const key = componentKey(name);
   schemas[`${key}.Item`] = hoistDefs(model.itemSchema, key, schemas);
@@ -135,7 +140,11 @@ function modelPaths(model: ModelDescription, schemas: JsonObject): Record<string
     requestBody: {
       required: true,
       content: {
-        "application/json": { schema: batch ? { type: "array", items: item } : item },
+        "application/json": {
+          schema: batch
+            ? { type: "array", items: item, minItems: 1, maxItems: maxBatchItems }
+            : item,
+        },
       },
     },
     responses: {
@@ -155,11 +164,13 @@ function modelPaths(model: ModelDescription, schemas: JsonObject): Record<string
 }
 
 /** Adds each loaded model's prediction paths and the shared error responses to the document. */
-function addModels(document: JsonObject, library: ModelLibrary): JsonObject {
+function addModels(document: JsonObject, options: OpenApiOptions): JsonObject {
   const components = (document.components ?? {}) as JsonObject;
   const schemas = (components.schemas ?? {}) as JsonObject;
   const paths: JsonObject = {};
-  for (const model of library.describe()) Object.assign(paths, modelPaths(model, schemas));
+  for (const model of options.library.describe()) {
+    Object.assign(paths, modelPaths(model, schemas, options.maxBatchItems));
+  }
   components.schemas = schemas;
   components.responses = Object.fromEntries(
     Object.entries(PROBLEM_RESPONSES).map(([name, { description }]) => [
@@ -191,6 +202,8 @@ export interface OpenApiOptions {
   library: ModelLibrary;
   /** Serve the Swagger UI at /docs (default true). */
   docs: boolean;
+  /** Most items of one /predict_batch request. */
+  maxBatchItems: number;
 }
 
 /**
@@ -232,7 +245,7 @@ export async function registerOpenApi(app: FastifyInstance, options: OpenApiOpti
       "openapiObject" in documents
         ? (addModels(
             documents.openapiObject as JsonObject,
-            library,
+            options,
           ) as typeof documents.openapiObject)
         : documents.swaggerObject,
   });

@@ -68,7 +68,13 @@ t.test("200: predict and predict_batch, answers in input order", async (t) => {
   t.same(one.json(), { y: 4 });
   const batch = await post(app, "/predict_batch/double", [{ x: 1 }, { x: 2 }, { x: 3 }]);
   t.same(batch.json(), [{ y: 2 }, { y: 4 }, { y: 6 }]);
-  t.same((await post(app, "/predict_batch/double", [])).json(), []);
+  const empty = problem(
+    t,
+    await post(app, "/predict_batch/double", []),
+    422,
+    "ERR_ITEM_VALIDATION",
+  );
+  t.match(empty.issues, [{ code: "too_small", path: [] }], "an empty batch is a client mistake");
   const greeting = await post(app, "/predict/greeter", "bob");
   t.equal(greeting.statusCode, 400, "an unquoted string is not JSON");
   const string = await post(app, "/predict/greeter", JSON.stringify("bob"));
