@@ -65,7 +65,11 @@ function followPrimary(): void {
 }
 
 function supervise(options: ClusterOptions): void {
-  const log = pino({ level: options.logLevel, base: { pid: process.pid, role: "primary" } });
+  // Synchronous: the primary's few lines must come out in order and before it exits.
+  const log = pino(
+    { level: options.logLevel, base: { pid: process.pid, role: "primary" } },
+    pino.destination({ dest: 1, sync: true }),
+  );
   let stopping = false;
   let worstCode = 0;
   const restarts: number[] = [];

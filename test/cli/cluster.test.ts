@@ -64,5 +64,9 @@ t.test("serve --workers 2: one port, every worker serves, SIGTERM stops all with
   child.kill("SIGTERM");
   t.equal(await exited, 0, "the primary exits 0 once every worker has");
   t.equal(lines.filter((line) => line.msg === "shut down").length, 2, "each worker shut down");
-  t.match(lines.at(-1), { role: "primary", msg: "all workers stopped", code: 0 });
+  t.match(
+    lines.filter((line) => line.role === "primary").at(-1),
+    { msg: "all workers stopped", code: 0 },
+    "the primary's last word",
+  );
 });
