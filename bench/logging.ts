@@ -1,10 +1,10 @@
-// What per-request logging costs the HTTP server: req/s of POST /predict/tokenizer (a cheap
-// model, so the server's own work dominates) with no logger, with the default (errors and slow
-// requests only), and with the access log (one JSON line per request). The server runs in a
-// child process writing its log to /dev/null (serialisation is measured, not the disk);
-// autocannon drives it from this one. Rounds are interleaved and medians reported, because this
+// What per-request logging costs the HTTP server on POST /predict/tokenizer (a cheap model, so
+// the server's own work dominates) with no logger, with the default (errors and slow requests
+// only), and with the access log (one JSON line per request), logging to /dev/null (the
+// serialisation is measured, not the disk). First through inject() in this process (steady),
+// then over HTTP with the server in a child process and autocannon driving it from this one. Rounds are interleaved and medians reported, because this
 // machine is shared and noisy.
-// Run: npm run bench:logging [-- --quick]
+// Run: npm run bench:logging [-- --quick] [-- --no-http]
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -19,7 +19,7 @@ const MODES = ["none", "default", "access"] as const;
 type Mode = (typeof MODES)[number];
 const EXAMPLES = new URL("../examples/models.js", import.meta.url).href;
 
-async function serveChild(mode: Mode): Promise<void> {
+async function appFor(mode: Mode) {
   const library = new ModelLibrary({ models: [EXAMPLES], requiredModels: ["tokenizer"] });
   const destination = pino.destination({ dest: "/dev/null", sync: false });
   const app = await createServer({
@@ -31,6 +31,34 @@ async function serveChild(mode: Mode): Promise<void> {
     docs: false,
   });
   await library.load();
+  return app;
+}
+
+const BODY = JSON.stringify("The quick brown fox jumps over the lazy dog");
+
+/**
+ * Microseconds per request through `inject()`: the whole Fastify pipeline and the logger, no
+ * sockets. One process, sequential: much steadier than req/s on a shared machine.
+ */
+async function injectCost(mode: Mode, requests: number): Promise<number> {
+  const app = await appFor(mode);
+  const inject = () =>
+    app.inject({
+      method: "POST",
+      url: "/predict/tokenizer",
+      headers: { "content-type": "application/json" },
+      payload: BODY,
+    });
+  for (let i = 0; i < 2000; i++) await inject(); // warm-up
+  const started = performance.now();
+  for (let i = 0; i < requests; i++) await inject();
+  const micros = ((performance.now() - started) * 1000) / requests;
+  await app.close();
+  return micros;
+}
+
+async function serveChild(mode: Mode): Promise<void> {
+  const app = await appFor(mode);
   await app.listen({ host: "127.0.0.1", port: 0 });
   // CPU time is the robust figure on a shared machine: req/s moves with the neighbours' load.
   process.on("message", () => process.send?.(process.cpuUsage()));
@@ -68,7 +96,7 @@ async function measure(mode: Mode, seconds: number): Promise<Figures> {
           method: "POST",
           path: "/predict/tokenizer",
           headers: { "content-type": "application/json" },
-          body: JSON.stringify("The quick brown fox jumps over the lazy dog"),
+          body: BODY,
         },
       ],
     });
@@ -91,6 +119,21 @@ async function main(): Promise<void> {
   const quick = process.argv.includes("--quick");
   const rounds = quick ? 1 : 5;
   const seconds = quick ? 2 : 4;
+  const injected = new Map<Mode, number[]>(MODES.map((mode) => [mode, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (const mode of MODES)
+      injected.get(mode)?.push(await injectCost(mode, quick ? 5000 : 20000));
+  }
+  const cost = (mode: Mode) => median(injected.get(mode) ?? []);
+  console.log(`inject() POST /predict/tokenizer, ${rounds} rounds, median µs per request`);
+  for (const mode of MODES) {
+    const micros = cost(mode);
+    console.log(
+      `${mode.padEnd(8)} ${micros.toFixed(1).padStart(6)} µs  (${((micros / cost("none")) * 100).toFixed(1)}% of no logger)`,
+    );
+  }
+  if (process.argv.includes("--no-http")) return;
+
   const results = new Map<Mode, Figures[]>(MODES.map((mode) => [mode, []]));
   for (let round = 0; round < rounds; round++) {
     for (const mode of MODES) results.get(mode)?.push(await measure(mode, seconds));
