@@ -2,10 +2,13 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import t from "tap";
 import { parse } from "yaml";
+import { describeLibrary, renderMermaid } from "../../dist/src/cli/describe.js";
+import { serveConfig } from "../../dist/src/cli/serve.js";
 
 const MAIN = new URL("../../dist/src/cli/main.js", import.meta.url).pathname;
 const ROOT = new URL("../../", import.meta.url).pathname;
 const REQUIRED = "tokenizer,sentiment,fingerprint,analyze";
+const EXAMPLES = new URL("../../dist/examples/models.js", import.meta.url).href;
 
 async function run(...args: string[]) {
   try {
@@ -33,16 +36,68 @@ t.test("usage mistakes exit 2 with the reason and the usage", async (t) => {
   const unknown = await run("serv");
   t.equal(unknown.code, 2);
   t.match(unknown.stderr, /unknown command "serv"/);
-  const flag = await run("serve", "--prot", "1");
-  t.equal(flag.code, 2);
-  t.match(flag.stderr, /--prot[\s\S]*Usage: modelkit-ts serve/);
   const port = await run("serve", "--port", "99999");
   t.equal(port.code, 2);
-  t.match(port.stderr, /--port \/ PORT must be an integer from 0 to 65535, got "99999"/);
-  const limit = await run("serve", "--body-limit", "lots");
-  t.match(limit.stderr, /--body-limit/);
-  const format = await run("openapi", "--format", "xml");
-  t.match(format.stderr, /--format must be yaml or json/);
+  t.match(
+    port.stderr,
+    /--port \/ PORT must be an integer from 0 to 65535, got "99999"[\s\S]*Usage: modelkit-ts serve/,
+  );
+});
+
+t.test("serve options: flags win over the environment, which wins over defaults", async (t) => {
+  const defaults = serveConfig([], {});
+  t.match(defaults, {
+    models: [/dist\/examples\/models\.js$/],
+    requiredModels: undefined,
+    host: "127.0.0.1",
+    port: 8000,
+    logLevel: "info",
+    accessLog: false,
+    slowRequestMs: 1000,
+    bodyLimit: 1024 * 1024,
+    drainDelayMs: 5000,
+    gracePeriodMs: 20000,
+  });
+  const env = {
+    MODELKIT_MODELS: "a.js, b.js",
+    MODELKIT_REQUIRED_MODELS: "x,y",
+    HOST: "0.0.0.0",
+    PORT: "9000",
+    LOG_LEVEL: "warn",
+    MODELKIT_ACCESS_LOG: "true",
+    MODELKIT_BODY_LIMIT: "512kb",
+    MODELKIT_DRAIN_DELAY_MS: "0",
+    MODELKIT_GRACE_PERIOD_MS: "100",
+  };
+  t.match(serveConfig([], env), {
+    models: ["a.js", "b.js"],
+    requiredModels: ["x", "y"],
+    host: "0.0.0.0",
+    port: 9000,
+    logLevel: "warn",
+    accessLog: true,
+    bodyLimit: 512 * 1024,
+    drainDelayMs: 0,
+    gracePeriodMs: 100,
+  });
+  t.match(
+    serveConfig(["-m", "c.js", "--models", "d.js", "--port", "0", "--body-limit", "2mb"], env),
+    {
+      models: ["c.js", "d.js"],
+      port: 0,
+      bodyLimit: 2 * 1024 * 1024,
+    },
+  );
+  t.equal(serveConfig(["--help"], {}), "help");
+  for (const [args, message] of [
+    [["--prot", "1"], /--prot/],
+    [["--body-limit", "lots"], /--body-limit/],
+    [["--drain-delay-ms", "-1"], /--drain-delay-ms/],
+    [["--log-level", "loud"], /log level must be one of/],
+  ] as const) {
+    t.throws(() => serveConfig(args, {}), { name: "UsageError", message }, args.join(" "));
+  }
+  t.throws(() => serveConfig([], { MODELKIT_ACCESS_LOG: "maybe" }), { name: "UsageError" });
 });
 
 t.test("a model that does not exist exits 1 with its code", async (t) => {
@@ -60,30 +115,28 @@ t.test("describe: tree, --json, --mermaid", async (t) => {
   t.match(tree.stdout, /item: \{"type":"object"/);
   t.match(tree.stdout, /4 models; the load took .* MB of heap/);
 
-  const json = JSON.parse((await run("describe", "-r", REQUIRED, "--json")).stdout);
+  const report = await describeLibrary({ models: [EXAMPLES], requiredModels: REQUIRED.split(",") });
   t.same(
-    json.models.map((model: { name: string }) => model.name),
+    report.models.map((model) => model.name),
     ["tokenizer", "sentiment", "fingerprint", "analyze"],
   );
-  t.match(json.models[3], {
+  t.match(report.models[3], {
     kind: "async",
     dependencies: { tokenizer: "tokenizer", sentiment: "sentiment", fingerprint: "fingerprint" },
     timeoutMs: 2000,
   });
-  t.type(json.memory.heapUsedBytes, "number");
+  t.type(report.memory.heapUsedBytes, "number");
 
-  const mermaid = (await run("describe", "-r", REQUIRED, "--mermaid")).stdout;
+  const mermaid = renderMermaid(report);
   t.match(mermaid, /^flowchart TD/);
   t.match(mermaid, /m_analyze --> m_fingerprint/);
   t.match(mermaid, /m_sentiment --> m_tokenizer/);
 });
 
-t.test("openapi: YAML by default, JSON on request, the same document", async (t) => {
+t.test("openapi prints YAML", async (t) => {
   const yaml = await run("openapi", "-r", "tokenizer");
   t.equal(yaml.code, 0);
-  const json = await run("openapi", "-r", "tokenizer", "--format", "json");
-  t.same(parse(yaml.stdout), JSON.parse(json.stdout));
-  t.match(JSON.parse(json.stdout), {
+  t.match(parse(yaml.stdout), {
     openapi: "3.1.0",
     paths: { "/predict/tokenizer": { post: { operationId: "predict_tokenizer" } } },
     components: { schemas: { "tokenizer.Item": { type: "string" } } },
