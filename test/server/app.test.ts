@@ -320,7 +320,7 @@ t.test("x-request-id: echoed when sane, generated otherwise, in the log lines", 
     logs.some((line) => line.requestId === "abc-123.x:y_z"),
     "the refused request's log line carries the id",
   );
-  for (const insane of ["a".repeat(129), "with space", "line\u2028break", ""]) {
+  for (const insane of ["a".repeat(129), "with space", "<script>", "a;b=c", ""]) {
     const response = await app.inject({ url: "/livez", headers: { "x-request-id": insane } });
     t.match(
       response.headers["x-request-id"],
