@@ -105,7 +105,11 @@ t.test("each fault gets its documented answer and the next request succeeds", as
 
   const hang = await until(() => abortOf("faulty_hang"), 1000);
   t.ok(hang, "the hanging model's context.signal was aborted");
-  t.equal((hang?.reason as { code?: string }).code, "ERR_PREDICTION_TIMEOUT", "by the timeout");
+  t.equal(
+    (hang?.reason as { code?: string } | undefined)?.code,
+    "ERR_PREDICTION_TIMEOUT",
+    "by the timeout",
+  );
   const ready = await app.inject({ method: "GET", url: "/readyz" });
   t.equal(ready.statusCode, 200, "still ready after every fault");
 });
