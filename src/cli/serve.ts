@@ -147,12 +147,28 @@ export async function serve(
   await app.listen({ host: config.host, port: config.port });
   const started = performance.now();
   library.load().then(
-    () =>
+    () => {
       app.log.info(
         { models: library.modelNames, loadMs: Math.round(performance.now() - started) },
         "models loaded: ready",
-      ),
+      );
+      logCacheOutages(app, library);
+    },
     (error: unknown) => app.log.error({ err: error }, "models failed to load: /readyz answers 503"),
   );
   return app;
+}
+
+/**
+ * A cache outage never fails a prediction (the items are computed), so the log is where an
+ * operator learns of it: one warning when the cache stops answering, one line when it is back.
+ */
+function logCacheOutages(app: FastifyInstance, library: ModelLibrary): void {
+  const cache = library.cache;
+  if (cache === undefined) return;
+  const down = (error: Error) =>
+    app.log.warn({ err: error }, "prediction cache unavailable: computing predictions meanwhile");
+  cache.on("unavailable", down);
+  cache.on("available", () => app.log.info("prediction cache available again"));
+  if (!cache.available) down(new Error("the cache did not answer while the models loaded"));
 }

@@ -155,3 +155,28 @@ t.test("a failed load keeps the process up with /readyz 503", async (t) => {
   served.child.kill("SIGTERM");
   t.same(await served.exited, { code: 0, signal: null });
 });
+
+t.test("a Redis cache that is down is logged once and predictions are still served", async (t) => {
+  const CACHE_FIXTURES = new URL("../../dist/test/fixtures/cache-models.js", import.meta.url).href;
+  const served = await start(t, ["--models", CACHE_FIXTURES, "--required-models", "shout"], {
+    MODELKIT_CACHE_PROVIDER: "redis",
+    MODELKIT_CACHE_URL: "redis://127.0.0.1:1", // nothing listens on port 1
+  });
+  await waitReady(served.url);
+  for (const text of ["hi", "hi", "ho"]) {
+    const response = await predict(served.url, "shout", text);
+    t.equal(response.status, 200);
+    t.equal(await response.json(), `${text.toUpperCase()}!`);
+  }
+  // The log line travels through the child's stdout pipe: give it a moment to arrive.
+  const warned = () =>
+    served.logs.some((entry) => /prediction cache unavailable/.test(String(entry.msg)));
+  for (let i = 0; i < 40 && !warned(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  const warnings = served.logs.filter((entry) =>
+    /prediction cache unavailable/.test(String(entry.msg)),
+  );
+  t.equal(warnings.length, 1, "one warning per outage, not one per request");
+  t.equal(warnings[0]?.level, 40, "at warn level");
+  served.child.kill("SIGTERM");
+  t.same(await served.exited, { code: 0, signal: null });
+});
