@@ -1,4 +1,5 @@
 import { batchChunkSize, genChunkSize } from "../model/base.js";
+import { batchInChunks, generateInChunks } from "../model/chunking.js";
 import type { BatchOptions, ModelKind, PredictOptions } from "../model/types.js";
 import type { AsyncBridge } from "./bridge.js";
 
@@ -64,14 +65,12 @@ export class WrappedAsyncModel<TItem = unknown, TReturn = unknown> {
   predictBatch(items: readonly TItem[], options: BatchOptions<TItem, TReturn> = {}): TReturn[] {
     if (items.length === 0) return [];
     const size = batchChunkSize(options.batchSize, this.batchSize, items.length);
-    const results: TReturn[] = [];
-    for (let step = 0; step < items.length; step += size) {
-      const chunk = items.slice(step, step + size);
-      const predictions = this.#predictChunk(chunk, step);
-      options.callback?.(step, chunk, predictions);
-      for (const prediction of predictions) results.push(prediction);
-    }
-    return results;
+    return batchInChunks(
+      items,
+      size,
+      (chunk, step) => this.#predictChunk(chunk, step),
+      options.callback,
+    );
   }
 
   /**
@@ -83,29 +82,12 @@ export class WrappedAsyncModel<TItem = unknown, TReturn = unknown> {
     options: BatchOptions<TItem, TReturn> = {},
   ): Generator<TReturn, void, undefined> {
     const size = genChunkSize(options.batchSize, this.batchSize);
-    let chunk: TItem[] = [];
-    let step = 0;
-    for (const item of items) {
-      chunk.push(item);
-      if (chunk.length < size) continue;
-      yield* this.#yieldChunk(chunk, step, options);
-      step += size;
-      chunk = [];
-    }
-    if (chunk.length > 0) yield* this.#yieldChunk(chunk, step, options);
-  }
-
-  *#yieldChunk(
-    chunk: TItem[],
-    step: number,
-    options: BatchOptions<TItem, TReturn>,
-  ): Generator<TReturn, void, undefined> {
-    const predictions = this.#predictChunk(chunk, step);
-    try {
-      yield* predictions;
-    } finally {
-      options.callback?.(step, chunk, predictions);
-    }
+    yield* generateInChunks(
+      items,
+      size,
+      (chunk, step) => this.#predictChunk(chunk, step),
+      options.callback,
+    );
   }
 
   #predictChunk(chunk: readonly TItem[], offset: number): TReturn[] {

@@ -1,5 +1,6 @@
 import { cacheOf, predictCachedAsync } from "../cache/chunk.js";
 import { BaseModel, batchChunkSize, contextOf, genChunkSize } from "./base.js";
+import { batchInChunksAsync, generateInChunksAsync } from "./chunking.js";
 import type { BatchOptions, ModelOptions, PredictContext, PredictOptions } from "./types.js";
 
 /**
@@ -67,14 +68,12 @@ export abstract class AsyncModel<TItem = unknown, TReturn = unknown> extends Bas
     this.assertLoaded();
     const size = batchChunkSize(options.batchSize, this.batchSize, items.length);
     const context = contextOf(options);
-    const results: TReturn[] = [];
-    for (let step = 0; step < items.length; step += size) {
-      const chunk = items.slice(step, step + size);
-      const predictions = await this.predictChunk(chunk, step, context, options.forceCompute);
-      options.callback?.(step, chunk, predictions);
-      for (const prediction of predictions) results.push(prediction);
-    }
-    return results;
+    return batchInChunksAsync(
+      items,
+      size,
+      (chunk, step) => this.predictChunk(chunk, step, context, options.forceCompute),
+      options.callback,
+    );
   }
 
   /** Lazy over an `Iterable` or `AsyncIterable`, like `Model.predictGen`. */
@@ -85,30 +84,12 @@ export abstract class AsyncModel<TItem = unknown, TReturn = unknown> extends Bas
     this.assertLoaded();
     const size = genChunkSize(options.batchSize, this.batchSize);
     const context = contextOf(options);
-    let chunk: TItem[] = [];
-    let step = 0;
-    for await (const item of items) {
-      chunk.push(item);
-      if (chunk.length < size) continue;
-      yield* this.#yieldChunk(chunk, step, context, options);
-      step += size;
-      chunk = [];
-    }
-    if (chunk.length > 0) yield* this.#yieldChunk(chunk, step, context, options);
-  }
-
-  async *#yieldChunk(
-    chunk: TItem[],
-    step: number,
-    context: PredictContext,
-    options: BatchOptions<TItem, TReturn>,
-  ): AsyncGenerator<TReturn, void, undefined> {
-    const predictions = await this.predictChunk(chunk, step, context, options.forceCompute);
-    try {
-      yield* predictions;
-    } finally {
-      options.callback?.(step, chunk, predictions);
-    }
+    yield* generateInChunksAsync(
+      items,
+      size,
+      (chunk, step) => this.predictChunk(chunk, step, context, options.forceCompute),
+      options.callback,
+    );
   }
 
   /** Validates, predicts and validates one chunk; `offset` places issue paths in the caller's list. */

@@ -6,6 +6,7 @@ import {
   throughAsyncCache,
 } from "../cache/chunk.js";
 import { BaseModel, batchChunkSize, contextOf, genChunkSize } from "./base.js";
+import { batchInChunks, generateInChunks } from "./chunking.js";
 import type { BatchOptions, ModelOptions, PredictContext, PredictOptions } from "./types.js";
 
 /**
@@ -64,14 +65,12 @@ export abstract class Model<TItem = unknown, TReturn = unknown> extends BaseMode
     this.assertLoaded();
     const size = batchChunkSize(options.batchSize, this.batchSize, items.length);
     const context = contextOf(options);
-    const results: TReturn[] = [];
-    for (let step = 0; step < items.length; step += size) {
-      const chunk = items.slice(step, step + size);
-      const predictions = this.predictChunk(chunk, step, context, options.forceCompute);
-      options.callback?.(step, chunk, predictions);
-      for (const prediction of predictions) results.push(prediction);
-    }
-    return results;
+    return batchInChunks(
+      items,
+      size,
+      (chunk, step) => this.predictChunk(chunk, step, context, options.forceCompute),
+      options.callback,
+    );
   }
 
   /**
@@ -86,30 +85,12 @@ export abstract class Model<TItem = unknown, TReturn = unknown> extends BaseMode
     this.assertLoaded();
     const size = genChunkSize(options.batchSize, this.batchSize);
     const context = contextOf(options);
-    let chunk: TItem[] = [];
-    let step = 0;
-    for (const item of items) {
-      chunk.push(item);
-      if (chunk.length < size) continue;
-      yield* this.#yieldChunk(chunk, step, context, options);
-      step += size;
-      chunk = [];
-    }
-    if (chunk.length > 0) yield* this.#yieldChunk(chunk, step, context, options);
-  }
-
-  *#yieldChunk(
-    chunk: TItem[],
-    step: number,
-    context: PredictContext,
-    options: BatchOptions<TItem, TReturn>,
-  ): Generator<TReturn, void, undefined> {
-    const predictions = this.predictChunk(chunk, step, context, options.forceCompute);
-    try {
-      yield* predictions;
-    } finally {
-      options.callback?.(step, chunk, predictions);
-    }
+    yield* generateInChunks(
+      items,
+      size,
+      (chunk, step) => this.predictChunk(chunk, step, context, options.forceCompute),
+      options.callback,
+    );
   }
 
   /** Validates, predicts and validates one chunk; `offset` places issue paths in the caller's list. */
