@@ -285,7 +285,25 @@ export abstract class BaseModel<TItem, TReturn> {
 
 /** The context handed to model code: only what it may use, so options stay internal. */
 export function contextOf(options: PredictOptions | undefined): PredictContext {
-  return options?.signal === undefined ? {} : { signal: options.signal };
+  if (options === undefined || !("signal" in options)) return {};
+  return new ReadThroughContext(options);
+}
+
+/**
+ * Reads the signal through, not copied: the server makes a request's signal only when something
+ * reads it (an AbortController costs microseconds per request), and most sync models never do.
+ * A class, so that no closure is made per prediction.
+ */
+class ReadThroughContext implements PredictContext {
+  readonly #options: PredictOptions;
+
+  constructor(options: PredictOptions) {
+    this.#options = options;
+  }
+
+  get signal(): AbortSignal {
+    return this.#options.signal as AbortSignal;
+  }
 }
 
 /** Chunk size of `predictBatch`: option, else the model's `batchSize`, else everything. */

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { didYouMean, ValidationError } from "../../errors.js";
+import type { PredictOptions } from "../../model/types.js";
 import { makeProblem, sendProblem } from "../problem.js";
 
 const PARAMS = {
@@ -11,17 +12,33 @@ const PARAMS = {
 type PredictRequest = FastifyRequest<{ Params: { model: string } }>;
 
 /**
- * A signal that aborts when the client goes away before its answer is written, so that long
- * predictions can stop. `close` fires after a normal answer too; `writableFinished` tells them
- * apart.
+ * Predict options whose `signal` aborts when the client goes away before its answer is written,
+ * so that long predictions can stop. The AbortController is made on the first read of `signal`
+ * (a sync model that never looks at it costs none: they are microseconds per request); read
+ * after the client left, it is already aborted. `close` fires after a normal answer too;
+ * `writableFinished` tells them apart.
  */
-function disconnectSignal(reply: FastifyReply): AbortSignal {
-  const controller = new AbortController();
-  const response = reply.raw;
-  response.once("close", () => {
-    if (!response.writableFinished) controller.abort(new Error("client disconnected"));
-  });
-  return controller.signal;
+class DisconnectOptions implements PredictOptions {
+  readonly #response: FastifyReply["raw"];
+  #signal: AbortSignal | undefined;
+
+  constructor(reply: FastifyReply) {
+    this.#response = reply.raw;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#signal === undefined) {
+      const controller = new AbortController();
+      this.#signal = controller.signal;
+      const response = this.#response;
+      const onClose = () => {
+        if (!response.writableFinished) controller.abort(new Error("client disconnected"));
+      };
+      if (response.destroyed) onClose();
+      else response.once("close", onClose);
+    }
+    return this.#signal;
+  }
 }
 
 /**
@@ -69,9 +86,7 @@ export async function predictRoutes(
     async (request: PredictRequest, reply) => {
       const name = accept(request, reply);
       if (name === undefined) return reply;
-      const prediction = await library.predict(name, request.body, {
-        signal: disconnectSignal(reply),
-      });
+      const prediction = await library.predict(name, request.body, new DisconnectOptions(reply));
       return sendJson(reply, prediction);
     },
   );
@@ -99,9 +114,7 @@ export async function predictRoutes(
           { code: items.length === 0 ? "too_small" : "too_big", path: [], message },
         ]);
       }
-      const predictions = await library.predictBatch(name, items, {
-        signal: disconnectSignal(reply),
-      });
+      const predictions = await library.predictBatch(name, items, new DisconnectOptions(reply));
       return sendJson(reply, predictions);
     },
   );
