@@ -4,7 +4,7 @@
  * (taskset), each comparison runs twice interleaved (A B B A), and medians and ratios are printed.
  * Every process started here is stopped before it returns, on error too.
  *
- * Usage: node dist/bench/http/run.js [--quick] [--only overhead,batching,examples,memory,workers]
+ * Usage: node dist/bench/http/run.js [--quick] [--seconds N] [--only overhead,batching,examples,memory,workers]
  * (`npm run bench:http` builds first).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -26,7 +26,10 @@ const only = onlyIndex >= 0 ? new Set((args[onlyIndex + 1] ?? "").split(",")) : 
 const selected = (name: string) => only === undefined || only.has(name);
 
 const WARMUP_S = quick ? 1 : 3;
-const MEASURE_S = quick ? 2 : 6;
+// --seconds N lengthens each measured run: wrk's coordinated-omission correction lets the first
+// cycles on fresh connections weigh heavily on the p99 of a short run.
+const secondsIndex = args.indexOf("--seconds");
+const MEASURE_S = secondsIndex !== -1 ? Number(args[secondsIndex + 1]) : quick ? 2 : 6;
 const MEMORY_LOAD_S = quick ? 15 : 60;
 
 // Two cores: the server gets the first, wrk the second. With more, the server keeps one core
