@@ -25,7 +25,9 @@ const onlyIndex = args.indexOf("--only");
 const only = onlyIndex >= 0 ? new Set((args[onlyIndex + 1] ?? "").split(",")) : undefined;
 const selected = (name: string) => only === undefined || only.has(name);
 
-const WARMUP_S = quick ? 1 : 3;
+// Long enough for V8 to settle: on this machine the first ~15 s of a freshly started server
+// show latency spikes up to 1 s (p99 190-590 ms for the batching model), gone after.
+const WARMUP_S = quick ? 1 : 15;
 // --seconds N lengthens each measured run: wrk's coordinated-omission correction lets the first
 // cycles on fresh connections weigh heavily on the p99 of a short run.
 const secondsIndex = args.indexOf("--seconds");
@@ -240,16 +242,37 @@ interface Summary {
   runs: Measure[];
 }
 
+/**
+ * Waits until the server behind `url` is idle: when wrk stops, requests it already sent (and,
+ * after its timeouts, sent again on new connections) are still being served — seconds of work
+ * for the unbatched 5 ms model — and the next run, sharing the core, must not inherit them.
+ * Idle: three health checks in a row answered within 5 ms.
+ */
+async function settle(url: string): Promise<void> {
+  const probe = new URL("/readyz", url); // both servers answer it
+  const end = Date.now() + 60_000;
+  for (let quick = 0; quick < 3 && Date.now() < end; ) {
+    const started = performance.now();
+    await fetch(probe).then((response) => response.arrayBuffer());
+    quick = performance.now() - started < 5 ? quick + 1 : 0;
+    await sleep(100);
+  }
+}
+
 /** Warms each variant, then measures them A B B A and returns the medians. */
 async function compare(
   variants: [Variant, Variant],
   connections: number,
 ): Promise<[Summary, Summary]> {
-  for (const variant of variants) await wrk(variant.url, variant.body, connections, WARMUP_S);
+  for (const variant of variants) {
+    await wrk(variant.url, variant.body, connections, WARMUP_S);
+    await settle(variant.url);
+  }
   const runs: [Measure[], Measure[]] = [[], []];
   for (const index of [0, 1, 1, 0] as const) {
     const variant = variants[index];
     runs[index].push(await wrk(variant.url, variant.body, connections, MEASURE_S));
+    await settle(variant.url);
   }
   return variants.map((variant, i) => {
     const measures = runs[i] as Measure[];
@@ -345,14 +368,17 @@ async function overhead(): Promise<void> {
 }
 
 async function batching(): Promise<void> {
-  await withServers([modelkitServer([BENCH_MODELS])], async ([server]) => {
+  // One server per variant: the unbatched run ends with seconds of requests wrk gave up on
+  // (timeouts, resent on new connections) still queued, which the batched run must not inherit.
+  const servers = [modelkitServer([BENCH_MODELS]), modelkitServer([BENCH_MODELS])];
+  await withServers(servers, async ([unbatched, batched]) => {
     const body = JSON.stringify({ x: 1 });
     const result = await compare(
       [
-        { label: "5 ms/call, no batching", url: `${server?.url}/predict/fixed_cost`, body },
+        { label: "5 ms/call, no batching", url: `${unbatched?.url}/predict/fixed_cost`, body },
         {
           label: "5 ms/call, batching 64 / 2 ms",
-          url: `${server?.url}/predict/fixed_cost_batched`,
+          url: `${batched?.url}/predict/fixed_cost_batched`,
           body,
         },
       ],
