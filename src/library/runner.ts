@@ -7,10 +7,49 @@ import type { Model } from "../model/model.js";
 import type { ModelClassStatics, PredictOptions } from "../model/types.js";
 import { Batcher } from "./batcher.js";
 
+/** One model's predict and predictBatch, as the library's async path must call them. */
+interface Route {
+  one(item: unknown, options: PredictOptions): unknown;
+  many(items: readonly unknown[], options: PredictOptions): unknown[] | Promise<unknown[]>;
+}
+
+/**
+ * Async models are awaited; a sync model whose tree holds an async model runs on a pool thread,
+ * off the event loop; a sync model with an asynchronous (Redis) cache awaits its lookups around
+ * a synchronous computation; any other sync model is called directly.
+ */
+function routeOf(model: BaseModel<unknown, unknown>, offload: ThreadPool | undefined): Route {
+  const name = model.configurationKey;
+  if (model.kind === "async") {
+    const async = model as AsyncModel;
+    return {
+      one: (item, options) => async.predict(item, options),
+      many: (items, options) => async.predictBatch(items, options),
+    };
+  }
+  const sync = model as Model;
+  if (offload !== undefined) {
+    return {
+      one: (item, options) => offload.predict(name, item, options),
+      many: (items, options) => offload.predictBatch(name, items, options),
+    };
+  }
+  if (needsAsyncCachePath(model)) {
+    return {
+      one: (item, options) => sync[throughAsyncCache]([item], options, true).then(([p]) => p),
+      many: (items, options) => sync[throughAsyncCache](items, options, false),
+    };
+  }
+  return {
+    one: (item, options) => sync.predict(item, options),
+    many: (items, options) => sync.predictBatch(items, options),
+  };
+}
+
 /**
  * The library's async path for one model: how `library.predict` and `library.predictBatch`
- * reach it. Async models are awaited; sync models are called directly, since they cannot
- * block on anything.
+ * reach it (see `routeOf`), through the model's dynamic batching when it has one, within its
+ * timeout.
  */
 export class ModelRunner {
   readonly model: BaseModel<unknown, unknown>;
@@ -18,21 +57,21 @@ export class ModelRunner {
   /** Gathers concurrent calls into batches when the configuration asks for `batching`. */
   readonly batcher: Batcher | undefined;
 
-  /** Runs a sync model whose tree holds an async model on a pool thread, off the event loop. */
-  readonly #offload: ThreadPool | undefined;
+  /** How this model is reached, chosen once: its kind, offloading and cache never change. */
+  readonly #route: Route;
 
   constructor(
     model: BaseModel<unknown, unknown>,
     options: { timeoutMs?: number | undefined; offload?: ThreadPool | undefined },
   ) {
     this.model = model;
-    this.#offload = options.offload;
+    this.#route = routeOf(model, options.offload);
     this.timeoutMs = model.configuration.timeoutMs ?? options.timeoutMs;
     const batching = model.configuration.batching;
     if (batching !== undefined) {
       this.batcher = new Batcher(model.configurationKey, batching, {
         itemSchema: (model.constructor as ModelClassStatics).itemSchema,
-        run: (items, context) => this.#predictBatchNow(items, context),
+        run: (items, context) => this.#route.many(items, context),
       });
     }
   }
@@ -42,35 +81,15 @@ export class ModelRunner {
     if (batcher !== undefined) {
       return this.#withTimeout(options, (inner) => batcher.submitOne(item, inner));
     }
-    return this.#withTimeout(options, (inner) =>
-      this.model.kind === "async"
-        ? (this.model as AsyncModel).predict(item, inner)
-        : this.#offload !== undefined
-          ? this.#offload.predict(this.model.configurationKey, item, inner)
-          : needsAsyncCachePath(this.model)
-            ? (this.model as Model)[throughAsyncCache]([item], inner, true).then(([p]) => p)
-            : (this.model as Model).predict(item, inner),
-    );
+    const route = this.#route;
+    return this.#withTimeout(options, (inner) => route.one(item, inner));
   }
 
   predictBatch(items: readonly unknown[], options: PredictOptions = {}): Promise<unknown[]> {
     const batcher = this.batcher;
     return this.#withTimeout(options, (inner) =>
-      batcher !== undefined ? batcher.submit(items, inner) : this.#predictBatchNow(items, inner),
+      batcher !== undefined ? batcher.submit(items, inner) : this.#route.many(items, inner),
     );
-  }
-
-  #predictBatchNow(
-    items: readonly unknown[],
-    options: PredictOptions,
-  ): unknown[] | Promise<unknown[]> {
-    return this.model.kind === "async"
-      ? (this.model as AsyncModel).predictBatch(items, options)
-      : this.#offload !== undefined
-        ? this.#offload.predictBatch(this.model.configurationKey, items, options)
-        : needsAsyncCachePath(this.model)
-          ? (this.model as Model)[throughAsyncCache](items, options, false)
-          : (this.model as Model).predictBatch(items, options);
   }
 
   /**
