@@ -239,6 +239,48 @@ t.test("a lone request on a quiet model does not wait the delay", async (t) => {
   );
 });
 
+t.test("callers that arrive one event-loop turn apart share a batch", async (t) => {
+  // Node accepts one new connection per turn, so a burst of new clients reaches the queue one
+  // turn apart: each must not get a batch of its own while the others wait to be accepted.
+  const lib = library({ requiredModels: ["batched_echo_slow"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const events = watchEvents(t);
+  const calls = [];
+  for (const item of ids(3)) {
+    calls.push(lib.predict("batched_echo_slow", item));
+    await new Promise(setImmediate);
+  }
+  const started = performance.now();
+  await Promise.all(calls);
+  t.ok(performance.now() - started < 500, "went once arrivals stopped, not after the 1 s delay");
+  t.same(
+    events.flatMap((e) => (e.type === "dispatch" ? [`${e.reason}:${e.size}`] : [])),
+    ["idle:3"],
+  );
+});
+
+t.test("arrivals that never stop still hold the oldest item at most maxDelayMs", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo_big"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const events = watchEvents(t);
+  const calls = [];
+  // One item per turn, each turn 0.5 ms long: 64 items take 32 ms, far past the 2 ms delay.
+  for (const item of ids(64)) {
+    calls.push(lib.predict("batched_echo_big", item));
+    const until = performance.now() + 0.5;
+    while (performance.now() < until) {
+      // a turn with work in it
+    }
+    await new Promise(setImmediate);
+  }
+  await Promise.all(calls);
+  const [first] = events.filter((e) => e.type === "dispatch");
+  t.match(first, { reason: "delay" });
+  t.ok(first !== undefined && first.type === "dispatch" && first.size < 64, "did not wait for all");
+});
+
 t.test("sync models batch through the default _predictBatch", async (t) => {
   const lib = library({ requiredModels: ["batched_square", "batched_length"] });
   t.teardown(() => lib.close());
