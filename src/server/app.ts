@@ -4,11 +4,16 @@ import Fastify, {
   type FastifyPluginAsync,
   type FastifyPluginCallback,
   type FastifyServerOptions,
-  LogController,
 } from "fastify";
 import type { ModelLibrary } from "../library/library.js";
 import { installJsonBody } from "./json-body.js";
-import { installRequestLogging, REQUEST_ID_HEADER, requestIdOf } from "./logging.js";
+import {
+  installRequestId,
+  lazyChildLogger,
+  REQUEST_ID_HEADER,
+  RequestLogController,
+  requestIdOf,
+} from "./logging.js";
 import { registerOpenApi } from "./openapi.js";
 import { handleError, makeProblem, sendProblem } from "./problem.js";
 import { healthRoutes } from "./routes/health.js";
@@ -83,10 +88,11 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   const app = Fastify({
     ...logging,
     // Fastify's own access log writes two lines per request; ours is one and opt-in.
-    logController: new LogController({
-      disableRequestLogging: true,
-      requestIdLogLabel: "requestId",
+    logController: new RequestLogController({
+      accessLog: options.accessLog ?? false,
+      slowRequestMs: options.slowRequestMs ?? DEFAULT_SLOW_REQUEST_MS,
     }),
+    childLoggerFactory: lazyChildLogger,
     // genReqId reads x-request-id itself, to refuse insane values instead of echoing them.
     requestIdHeader: false,
     genReqId: requestIdOf,
@@ -119,10 +125,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     const detail = `no route ${request.method} ${request.url.split("?")[0]}`;
     sendProblem(reply, makeProblem("ERR_NOT_FOUND", request.id, detail));
   });
-  installRequestLogging(app, {
-    accessLog: options.accessLog ?? false,
-    slowRequestMs: options.slowRequestMs ?? DEFAULT_SLOW_REQUEST_MS,
-  });
+  installRequestId(app);
   if (options.closeLibrary ?? true) app.addHook("onClose", () => library.close());
 
   const maxBatchItems = options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS;
