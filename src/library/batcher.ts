@@ -1,7 +1,7 @@
 import diagnosticsChannel from "node:diagnostics_channel";
 import type { ZodType } from "zod";
 import { ModelkitError, ValidationError, type ValidationIssue } from "../errors.js";
-import type { BatchingConfiguration, PredictContext } from "../model/types.js";
+import type { BatchingConfiguration, PredictOptions } from "../model/types.js";
 import { parseChunk, parseOne } from "../model/validation.js";
 
 /** Why a batch left the queue: it was full, its oldest item waited `maxDelayMs`, or the model was idle. */
@@ -64,6 +64,8 @@ interface Caller {
   readonly resolve: (results: unknown[]) => void;
   readonly reject: (error: unknown) => void;
   readonly signal: AbortSignal | undefined;
+  /** The caller asked for fresh predictions: its batch skips the cache lookup. */
+  readonly forceCompute: boolean;
   onAbort: (() => void) | undefined;
 }
 
@@ -83,10 +85,7 @@ interface Part {
 }
 
 /** How the batcher reaches the model: one `predictBatch` call on one chunk, never larger than asked. */
-export type RunBatch = (
-  items: unknown[],
-  context: PredictContext,
-) => unknown[] | Promise<unknown[]>;
+export type RunBatch = (items: unknown[], options: PredictOptions) => unknown[] | Promise<unknown[]>;
 
 /** Past `maxQueueSize`, the default bound: a few full batches, never an unbounded queue. */
 function defaultQueueSize(maxBatchSize: number): number {
@@ -164,7 +163,7 @@ export class Batcher {
   }
 
   /** Queues one item (`predict`): a validation issue's path has no index, as in `predict`. */
-  async submitOne(item: unknown, context: PredictContext = {}): Promise<unknown> {
+  async submitOne(item: unknown, context: PredictOptions = {}): Promise<unknown> {
     parseOne(this.#itemSchema, item, "ERR_ITEM_VALIDATION", this.modelName);
     return (await this.#enqueue([item], context))[0];
   }
@@ -174,7 +173,7 @@ export class Batcher {
    * `ERR_ITEM_VALIDATION` (issue paths indexed in `items`) before queueing, with `ERR_OVERLOADED`
    * when the queue is full, or with the signal's reason when it aborts first.
    */
-  async submit(items: readonly unknown[], context: PredictContext = {}): Promise<unknown[]> {
+  async submit(items: readonly unknown[], context: PredictOptions = {}): Promise<unknown[]> {
     if (items.length === 0) return [];
     parseChunk(this.#itemSchema, items, 0, "ERR_ITEM_VALIDATION", this.modelName);
     return this.#enqueue(items, context);
@@ -184,7 +183,7 @@ export class Batcher {
    * Items were validated only to fail their caller alone: the model parses the raw items again
    * in its batch, so a schema that transforms sees each item exactly once.
    */
-  #enqueue(items: readonly unknown[], context: PredictContext): Promise<unknown[]> {
+  #enqueue(items: readonly unknown[], context: PredictOptions): Promise<unknown[]> {
     const signal = context.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
     // An empty queue always admits one caller, so a request larger than the bound still runs.
@@ -216,6 +215,7 @@ export class Batcher {
         resolve,
         reject,
         signal,
+        forceCompute: context.forceCompute === true,
         onAbort: undefined,
       };
       if (signal !== undefined) {
@@ -360,7 +360,7 @@ export class Batcher {
     };
     let answer: unknown[] | Promise<unknown[]>;
     try {
-      answer = this.#run(batch, signal === undefined ? {} : { signal });
+      answer = this.#run(batch, batchOptions(parts, signal));
     } catch (error) {
       done(error);
       this.#failBatch(parts, error);
@@ -450,6 +450,17 @@ function batchSignal(parts: readonly Part[]): { signal?: AbortSignal; release: (
 }
 
 function noop(): void {}
+
+/**
+ * One caller's `forceCompute` makes its whole batch skip the cache lookup: the other callers get
+ * fresh predictions where cached ones would do, which is never wrong, and the cache is refreshed.
+ */
+function batchOptions(parts: readonly Part[], signal: AbortSignal | undefined): PredictOptions {
+  const options: PredictOptions = {};
+  if (signal !== undefined) options.signal = signal;
+  if (parts.some((part) => part.caller.forceCompute)) options.forceCompute = true;
+  return options;
+}
 
 /**
  * A return-validation error of the whole batch, as one caller should see it: only the issues of

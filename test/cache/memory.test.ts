@@ -123,6 +123,36 @@ t.test("forceCompute skips the lookup but writes the result", async (t) => {
   t.same(library.cache?.stats().total.writes, 4);
 });
 
+t.test("forceCompute reaches a batching model: the batch it joins skips the lookup", async (t) => {
+  computed.length = 0;
+  const library = new ModelLibrary({
+    models: [fixtures],
+    requiredModels: ["sum"],
+    configuration: { sum: { batching: { maxBatchSize: 8, maxDelayMs: 5 } } },
+  });
+  t.teardown(() => library.close());
+  await library.load();
+  await library.predict("sum", { a: 1 });
+  t.same(await library.predict("sum", { a: 1 }), { sum: 1 });
+  t.equal(computedItems("sum").length, 1, "the second call was a hit");
+  const answers = await Promise.all([
+    library.predict("sum", { a: 1 }, { forceCompute: true }),
+    library.predict("sum", { a: 1 }),
+    library.predictBatch("sum", [{ a: 2 }], { forceCompute: true }),
+  ]);
+  t.same(answers, [{ sum: 1 }, { sum: 1 }, [{ sum: 2 }]]);
+  t.same(
+    computed.slice(1).map((call) => call.items),
+    [
+      [
+        { a: 1, b: 0 },
+        { a: 2, b: 0 },
+      ],
+    ],
+    "one batch, computed without a lookup (a repeated item once)",
+  );
+});
+
 t.test("only configurations with cachePredictions are cached", async (t) => {
   const library = await loaded(["sum_uncached"]);
   t.teardown(() => library.close());
