@@ -1,56 +1,7 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
-import { createInterface } from "node:readline";
-import t, { type Test } from "tap";
+import t from "tap";
+import { serve, waitReady } from "../../dist/test/helpers/serve.js";
 
-const MAIN = new URL("../../dist/src/cli/main.js", import.meta.url).pathname;
 const FIXTURES = new URL("../../dist/test/fixtures/server-models.js", import.meta.url).href;
-const ROOT = new URL("../../", import.meta.url).pathname;
-
-interface Served {
-  child: ChildProcess;
-  url: string;
-  logs: Record<string, unknown>[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** Starts `modelkit-ts serve` on a free port (PORT=0) and resolves once it listens. */
-async function start(t: Test, args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [MAIN, "serve", ...args], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: "0", MODELKIT_DRAIN_DELAY_MS: "0", ...env },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const exited = once(child, "exit").then(([code, signal]) => ({
-    code,
-    signal,
-  })) as Served["exited"];
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  });
-  const logs: Record<string, unknown>[] = [];
-  const url = await new Promise<string>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-    lines.on("line", (line) => {
-      const entry = JSON.parse(line) as Record<string, unknown>;
-      logs.push(entry);
-      const address = /listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(String(entry.msg));
-      if (address?.[1]) resolve(address[1]);
-    });
-    exited.then(({ code }) => reject(new Error(`serve exited with ${code} before listening`)));
-  });
-  return { child, url, logs, exited } satisfies Served;
-}
-
-async function waitReady(url: string, ms = 60_000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const response = await fetch(`${url}/readyz`);
-    if (response.status === 200) return response.json();
-    if (Date.now() > end) throw new Error(`not ready: ${await response.text()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 const predict = (url: string, model: string, item: unknown) =>
   fetch(`${url}/predict/${model}`, {
@@ -60,7 +11,7 @@ const predict = (url: string, model: string, item: unknown) =>
   });
 
 t.test("serves the bundled examples by default, over real HTTP", async (t) => {
-  const served = await start(t, [], { MODELKIT_MODELS: "" });
+  const served = await serve(t, [], { MODELKIT_MODELS: "" });
   const ready = (await waitReady(served.url)) as { models: { name: string }[] };
   t.same(ready.models.map((model) => model.name).sort(), [
     "analyze",
@@ -84,7 +35,7 @@ t.test("serves the bundled examples by default, over real HTTP", async (t) => {
 });
 
 t.test("SIGTERM: readyz 503 during the drain, in-flight request completes, exit 0", async (t) => {
-  const served = await start(t, ["--models", FIXTURES, "--required-models", "double,slow"], {
+  const served = await serve(t, ["--models", FIXTURES, "--required-models", "double,slow"], {
     MODELKIT_DRAIN_DELAY_MS: "400",
   });
   await waitReady(served.url);
@@ -106,7 +57,7 @@ t.test("SIGTERM: readyz 503 during the drain, in-flight request completes, exit 
 });
 
 t.test("a second signal exits at once", async (t) => {
-  const served = await start(t, ["--models", FIXTURES, "--required-models", "slow"], {
+  const served = await serve(t, ["--models", FIXTURES, "--required-models", "slow"], {
     MODELKIT_DRAIN_DELAY_MS: "10000",
   });
   await waitReady(served.url);
@@ -119,7 +70,7 @@ t.test("a second signal exits at once", async (t) => {
 });
 
 t.test("the grace period bounds how long in-flight requests may take", async (t) => {
-  const served = await start(t, ["--models", FIXTURES, "--required-models", "slow"], {
+  const served = await serve(t, ["--models", FIXTURES, "--required-models", "slow"], {
     MODELKIT_GRACE_PERIOD_MS: "200",
   });
   await waitReady(served.url);
@@ -136,7 +87,7 @@ t.test("the grace period bounds how long in-flight requests may take", async (t)
 });
 
 t.test("a failed load keeps the process up with /readyz 503", async (t) => {
-  const served = await start(t, ["--models", FIXTURES, "--required-models", "fails_to_load"]);
+  const served = await serve(t, ["--models", FIXTURES, "--required-models", "fails_to_load"]);
   // Poll until the load settled; a loaded machine may also answer 503 ERR_OVERLOADED meanwhile.
   const end = Date.now() + 60_000;
   let readyz: Response;
@@ -158,7 +109,7 @@ t.test("a failed load keeps the process up with /readyz 503", async (t) => {
 
 t.test("a Redis cache that is down is logged once and predictions are still served", async (t) => {
   const CACHE_FIXTURES = new URL("../../dist/test/fixtures/cache-models.js", import.meta.url).href;
-  const served = await start(t, ["--models", CACHE_FIXTURES, "--required-models", "shout"], {
+  const served = await serve(t, ["--models", CACHE_FIXTURES, "--required-models", "shout"], {
     MODELKIT_CACHE_PROVIDER: "redis",
     MODELKIT_CACHE_URL: "redis://127.0.0.1:1", // nothing listens on port 1
   });

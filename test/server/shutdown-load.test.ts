@@ -1,8 +1,6 @@
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { request } from "node:http";
-import { createInterface } from "node:readline";
 import t from "tap";
+import { serve, waitReady } from "../../dist/test/helpers/serve.js";
 
 // SIGTERM while a bounded loopback load runs against `modelkit-ts serve`: every request the
 // server accepted is answered 200 (slow ones still in flight when the listener closes too),
@@ -14,8 +12,6 @@ import t from "tap";
 // instant: connections still in the kernel's accept queue, or accepted with no request parsed
 // yet (which node's server.close() counts as idle), are closed unanswered. The drain delay
 // exists so that no such client remains.
-const MAIN = new URL("../../dist/src/cli/main.js", import.meta.url).pathname;
-const ROOT = new URL("../../", import.meta.url).pathname;
 const MODELS = [
   new URL("../../dist/examples/models.js", import.meta.url).href,
   new URL("../../dist/test/fixtures/faulty-models.js", import.meta.url).href,
@@ -79,35 +75,16 @@ const WORK = [
 t.test(
   "SIGTERM under load: no accepted request fails, exit 0 within the grace period",
   async (t) => {
-    const child = spawn(
-      process.execPath,
-      [MAIN, "serve", "--models", MODELS, "--required-models", "sentiment,analyze,faulty_slow"],
+    const { child, url, exited } = await serve(
+      t,
+      ["--models", MODELS, "--required-models", "sentiment,analyze,faulty_slow"],
       {
-        cwd: ROOT,
-        env: {
-          ...process.env,
-          PORT: "0",
-          MODELKIT_DRAIN_DELAY_MS: String(DRAIN_DELAY_MS),
-          MODELKIT_GRACE_PERIOD_MS: String(GRACE_PERIOD_MS),
-        },
-        stdio: ["ignore", "pipe", "inherit"],
+        MODELKIT_DRAIN_DELAY_MS: String(DRAIN_DELAY_MS),
+        MODELKIT_GRACE_PERIOD_MS: String(GRACE_PERIOD_MS),
       },
     );
-    const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
-    t.teardown(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    });
-    const port = await new Promise<number>((resolve, reject) => {
-      createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-        const match = /listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(line);
-        if (match?.[1]) resolve(Number(match[1]));
-      });
-      exited.then(([code]) => reject(new Error(`serve exited with ${code} before listening`)));
-    });
-    for (let ready = 0; ready !== 200; ) {
-      ready = (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
-      if (ready !== 200) await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    const port = Number(new URL(url).port);
+    await waitReady(url);
 
     const counts: Record<Outcome, number> = { ok: 0, refused: 0, failed: 0 };
     const failures: string[] = [];
@@ -154,7 +131,7 @@ t.test(
     // After the drain delay the listener is closed while the slow requests still run.
     await new Promise((resolve) => setTimeout(resolve, DRAIN_DELAY_MS + 300));
     const probe = await send(port, "/predict/sentiment", JSON.stringify({ text: "late" }));
-    const [code, signal] = await exited;
+    const { code, signal } = await exited;
     const exitMs = since();
     await Promise.all([load, balancer]);
     const slowDone = await slow;

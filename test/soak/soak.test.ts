@@ -1,9 +1,7 @@
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { Agent, request } from "node:http";
 import { createHistogram } from "node:perf_hooks";
-import { createInterface } from "node:readline";
 import t from "tap";
+import { serve, waitReady } from "../../dist/test/helpers/serve.js";
 
 // Soak (`npm run test:soak`, not part of `npm test`): `modelkit-ts serve` with the example
 // models under a fixed-rate loopback load for a minute. Zero errors, resident memory after the
@@ -12,9 +10,6 @@ const SECONDS = Number(process.env.MODELKIT_SOAK_SECONDS ?? 60);
 const RATE = Number(process.env.MODELKIT_SOAK_RATE ?? 300); // requests per second
 const WARMUP_SECONDS = Math.min(15, Math.max(3, Math.round(SECONDS / 4)));
 const TICK_MS = 10;
-
-const MAIN = new URL("../../dist/src/cli/main.js", import.meta.url).pathname;
-const ROOT = new URL("../../", import.meta.url).pathname;
 
 // Every example model on both routes, with texts that vary (so no answer is cached anywhere).
 const WORDS = ["good", "bad", "not", "very", "day", "rain", "great", "awful", "fine", "the"];
@@ -42,27 +37,8 @@ const sample = (text: string, name: string) =>
   Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN);
 
 t.test(`soak: ${RATE} req/s for ${SECONDS} s`, { timeout: (SECONDS + 60) * 1000 }, async (t) => {
-  const child = spawn(process.execPath, [MAIN, "serve"], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: "0", MODELKIT_MODELS: "", MODELKIT_DRAIN_DELAY_MS: "0" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const exited = once(child, "exit");
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-      const match = /listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(line);
-      if (match?.[1]) resolve(Number(match[1]));
-    });
-    exited.then(() => reject(new Error("serve exited before listening")));
-  });
-  const base = `http://127.0.0.1:${port}`;
-  for (let status = 0; status !== 200; ) {
-    status = (await fetch(`${base}/readyz`).catch(() => undefined))?.status ?? 0;
-    if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const { child, url: base, exited } = await serve(t, [], { MODELKIT_MODELS: "" });
+  await waitReady(base);
 
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   const latency = createHistogram();
@@ -118,7 +94,7 @@ t.test(`soak: ${RATE} req/s for ${SECONDS} s`, { timeout: (SECONDS + 60) * 1000 
   }
   agent.destroy();
   child.kill("SIGTERM");
-  const [code] = await exited;
+  const { code } = await exited;
 
   const warm = rss.slice(WARMUP_SECONDS, WARMUP_SECONDS + 5);
   const last = rss.slice(-5);
