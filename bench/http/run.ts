@@ -25,11 +25,12 @@ const onlyIndex = args.indexOf("--only");
 const only = onlyIndex >= 0 ? new Set((args[onlyIndex + 1] ?? "").split(",")) : undefined;
 const selected = (name: string) => only === undefined || only.has(name);
 
-// Long enough for V8 to settle: on this machine the first ~15 s of a freshly started server
-// show latency spikes up to 1 s (p99 190-590 ms for the batching model), gone after.
+// Long enough for V8 to optimise the request path. Every wrk run opens its connections anew,
+// and Node accepts one connection per event-loop turn (libuv#3696): on a cold server the turns
+// are slow, the last connections wait hundreds of ms to be accepted, and wrk's
+// coordinated-omission correction turns those few waits into a p99 of hundreds of ms.
 const WARMUP_S = quick ? 1 : 15;
-// --seconds N lengthens each measured run: wrk's coordinated-omission correction lets the first
-// cycles on fresh connections weigh heavily on the p99 of a short run.
+// --seconds N lengthens each measured run, so that the connection ramp at its start weighs less.
 const secondsIndex = args.indexOf("--seconds");
 const MEASURE_S = secondsIndex !== -1 ? Number(args[secondsIndex + 1]) : quick ? 2 : 6;
 const MEMORY_LOAD_S = quick ? 15 : 60;
