@@ -85,7 +85,10 @@ interface Part {
 }
 
 /** How the batcher reaches the model: one `predictBatch` call on one chunk, never larger than asked. */
-export type RunBatch = (items: unknown[], options: PredictOptions) => unknown[] | Promise<unknown[]>;
+export type RunBatch = (
+  items: unknown[],
+  options: PredictOptions,
+) => unknown[] | Promise<unknown[]>;
 
 /** Past `maxQueueSize`, the default bound: a few full batches, never an unbounded queue. */
 function defaultQueueSize(maxBatchSize: number): number {
