@@ -72,6 +72,9 @@ interface Measure {
   p50Ms: number;
   p99Ms: number;
   errors: number;
+  requests: number;
+  /** CPU time the server process spent per answered request (µs), when its pid is known. */
+  cpuUsPerRequest?: number;
 }
 
 const children = new Set<ChildProcess>();
@@ -209,9 +212,28 @@ function wrk(url: string, body: string, connections: number, seconds: number): P
         p50Ms: r.p50Us / 1000,
         p99Ms: r.p99Us / 1000,
         errors: r.non2xx + r.socketErrors,
+        requests: r.requests,
       });
     });
   });
+}
+
+/** CPU time (user + system) a process has used, in µs; /proc counts in USER_HZ = 100 ticks. */
+function cpuUs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+/**
+ * One wrk run against `variant`, with the server's CPU time per request when its pid is known:
+ * a figure that the scheduling noise of a shared machine moves less than requests/s.
+ */
+async function measure(variant: Variant, connections: number, seconds: number): Promise<Measure> {
+  const { pid } = variant;
+  const before = pid === undefined ? 0 : cpuUs(pid);
+  const result = await wrk(variant.url, variant.body, connections, seconds);
+  if (pid === undefined || result.requests === 0) return result;
+  return { ...result, cpuUsPerRequest: (cpuUs(pid) - before) / result.requests };
 }
 
 function rssMb(pid: number): number {
@@ -232,6 +254,8 @@ interface Variant {
   label: string;
   url: string;
   body: string;
+  /** The server's pid: its CPU time per request is reported too (single-process servers). */
+  pid?: number | undefined;
 }
 
 interface Summary {
@@ -240,6 +264,7 @@ interface Summary {
   p50Ms: number;
   p99Ms: number;
   errors: number;
+  cpuUsPerRequest: number | undefined;
   runs: Measure[];
 }
 
@@ -272,7 +297,7 @@ async function compare(
   const runs: [Measure[], Measure[]] = [[], []];
   for (const index of [0, 1, 1, 0] as const) {
     const variant = variants[index];
-    runs[index].push(await wrk(variant.url, variant.body, connections, MEASURE_S));
+    runs[index].push(await measure(variant, connections, MEASURE_S));
     await settle(variant.url);
   }
   return variants.map((variant, i) => {
@@ -283,6 +308,9 @@ async function compare(
       p50Ms: median(measures.map((m) => m.p50Ms)),
       p99Ms: median(measures.map((m) => m.p99Ms)),
       errors: measures.reduce((sum, m) => sum + m.errors, 0),
+      cpuUsPerRequest: measures.every((m) => m.cpuUsPerRequest !== undefined)
+        ? median(measures.map((m) => m.cpuUsPerRequest as number))
+        : undefined,
       runs: measures,
     };
   }) as [Summary, Summary];
@@ -294,8 +322,12 @@ function report(title: string, [base, candidate]: [Summary, Summary], target: st
   console.log(`\n${title}`);
   console.log(row(base));
   console.log(row(candidate));
+  const cpu =
+    base.cpuUsPerRequest !== undefined && candidate.cpuUsPerRequest !== undefined
+      ? `; server CPU per request ${base.cpuUsPerRequest.toFixed(1)} vs ${candidate.cpuUsPerRequest.toFixed(1)} µs (${(candidate.cpuUsPerRequest / base.cpuUsPerRequest).toFixed(2)}x)`
+      : "";
   console.log(
-    `  ratio: ${(candidate.rps / base.rps).toFixed(2)}x req/s, ${(candidate.p99Ms / base.p99Ms).toFixed(2)}x p99   (${target})`,
+    `  ratio: ${(candidate.rps / base.rps).toFixed(2)}x req/s, ${(candidate.p99Ms / base.p99Ms).toFixed(2)}x p99   (${target})${cpu}`,
   );
 }
 
@@ -355,11 +387,17 @@ async function overhead(): Promise<void> {
   await withServers([bareServer(), modelkitServer([BENCH_MODELS])], async ([bare, modelkit]) => {
     const result = await compare(
       [
-        { label: "bare Fastify + zod", url: `${bare?.url}/predict/bench_echo`, body: ECHO_BODY },
+        {
+          label: "bare Fastify + zod",
+          url: `${bare?.url}/predict/bench_echo`,
+          body: ECHO_BODY,
+          pid: bare?.pid,
+        },
         {
           label: "modelkit-ts POST /predict/bench_echo",
           url: `${modelkit?.url}/predict/bench_echo`,
           body: ECHO_BODY,
+          pid: modelkit?.pid,
         },
       ],
       50,
@@ -405,11 +443,13 @@ async function examples(): Promise<void> {
               label: `bare Fastify calling ${model}`,
               url: `${bare?.url}/predict/${model}`,
               body: EXAMPLE_TEXT,
+              pid: bare?.pid,
             },
             {
               label: `modelkit-ts /predict/${model}`,
               url: `${modelkit?.url}/predict/${model}`,
               body: EXAMPLE_TEXT,
+              pid: modelkit?.pid,
             },
           ],
           50,
