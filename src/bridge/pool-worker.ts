@@ -3,6 +3,7 @@
  * async model and runs them here, where blocking on their `WrappedAsyncModel`s is harmless.
  */
 import { parentPort, workerData } from "node:worker_threads";
+import { computeValidated } from "../cache/chunk.js";
 import { ModelkitError } from "../errors.js";
 import { ModelLibrary } from "../library/library.js";
 import type { Model } from "../model/model.js";
@@ -42,7 +43,11 @@ port.on("message", (request: PoolRequest) => {
   try {
     const model = library.get<Model>(name);
     const value =
-      request.type === "predict" ? model.predict(request.item) : model.predictBatch(request.items);
+      request.type === "predict"
+        ? model.predict(request.item)
+        : request.type === "compute"
+          ? model[computeValidated](request.items as unknown[])
+          : model.predictBatch(request.items);
     reply({ id, name, ok: true, value });
   } catch (error) {
     reply({ id, name, ok: false, error: errorData(error) });

@@ -13,6 +13,8 @@ const CLOSE_GRACE_MS = 2_000;
 export type PoolRequest =
   | { type: "predict"; id: number; name: string; item: unknown }
   | { type: "predictBatch"; id: number; name: string; items: readonly unknown[] }
+  /** The cache's misses, validated by the caller: the answers come back unvalidated. */
+  | { type: "compute"; id: number; name: string; items: readonly unknown[] }
   | { type: "close" };
 
 export type PoolReply =
@@ -76,6 +78,11 @@ export class ThreadPool {
       { type: "predictBatch", id: this.#nextId++, name, items },
       options.signal,
     ) as Promise<unknown[]>;
+  }
+
+  /** Runs `name` on validated `items` and returns its raw predictions (the cached path). */
+  compute(name: string, items: readonly unknown[], options: PredictOptions = {}): Promise<unknown> {
+    return this.#submit({ type: "compute", id: this.#nextId++, name, items }, options.signal);
   }
 
   /** Closes each thread's models, then ends the threads. */

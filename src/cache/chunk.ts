@@ -17,6 +17,12 @@ const attached = new WeakMap<object, PredictionCache>();
  */
 export const throughAsyncCache: unique symbol = Symbol("modelkit-ts.throughAsyncCache");
 
+/**
+ * The sync `Model` method a pool thread runs for the cache's misses: unvalidated predictions of
+ * items the calling thread already validated (it validates the answers and writes the cache).
+ */
+export const computeValidated: unique symbol = Symbol("modelkit-ts.computeValidated");
+
 /** True when `model` is a sync model whose cache only its async path can use. */
 export function needsAsyncCachePath(model: { kind: string }): boolean {
   const cache = attached.get(model);

@@ -1,5 +1,5 @@
 import type { ThreadPool } from "../bridge/pool.js";
-import { needsAsyncCachePath, throughAsyncCache } from "../cache/chunk.js";
+import { cacheOf, needsAsyncCachePath, throughAsyncCache } from "../cache/chunk.js";
 import { ModelkitError } from "../errors.js";
 import type { AsyncModel } from "../model/async-model.js";
 import type { BaseModel } from "../model/base.js";
@@ -15,8 +15,9 @@ interface Route {
 
 /**
  * Async models are awaited; a sync model whose tree holds an async model runs on a pool thread,
- * off the event loop; a sync model with an asynchronous (Redis) cache awaits its lookups around
- * a synchronous computation; any other sync model is called directly.
+ * off the event loop (with a cache, this thread looks up and writes, the pool computes the
+ * misses); a sync model with an asynchronous (Redis) cache awaits its lookups around a
+ * synchronous computation; any other sync model is called directly.
  */
 function routeOf(model: BaseModel<unknown, unknown>, offload: ThreadPool | undefined): Route {
   const name = model.configurationKey;
@@ -28,6 +29,15 @@ function routeOf(model: BaseModel<unknown, unknown>, offload: ThreadPool | undef
     };
   }
   const sync = model as Model;
+  if (offload !== undefined && cacheOf(model) !== undefined) {
+    const compute = (options: PredictOptions) => (misses: unknown[]) =>
+      offload.compute(name, misses, options);
+    return {
+      one: (item, options) =>
+        sync[throughAsyncCache]([item], options, true, compute(options)).then(([p]) => p),
+      many: (items, options) => sync[throughAsyncCache](items, options, false, compute(options)),
+    };
+  }
   if (offload !== undefined) {
     return {
       one: (item, options) => offload.predict(name, item, options),

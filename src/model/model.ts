@@ -1,5 +1,6 @@
 import {
   cacheOf,
+  computeValidated,
   predictCachedAsync,
   predictCachedSync,
   synchronousCacheOf,
@@ -117,15 +118,23 @@ export abstract class Model<TItem = unknown, TReturn = unknown> extends BaseMode
       : items.map((item) => this._predict(item, context));
   }
 
+  /** Unvalidated predictions of already validated items: a pool thread's part of a cached call. */
+  [computeValidated](items: TItem[]): TReturn[] {
+    this.assertLoaded();
+    return this.#compute(items, {});
+  }
+
   /**
-   * The library's async path when the library's cache is asynchronous (Redis): `predict`
-   * (`single`) or `predictBatch` with lookups and writes awaited, the model itself run
-   * synchronously between them. Direct calls cannot await, so they skip such a cache.
+   * The library's async path when the library's cache is asynchronous (Redis), or when the model
+   * runs on a pool thread (`compute` then sends the misses there): `predict` (`single`) or
+   * `predictBatch` with lookups and writes awaited, the misses computed between them. Direct
+   * calls cannot await, so they skip such a cache.
    */
   async [throughAsyncCache](
     items: readonly TItem[],
     options: PredictOptions,
     single: boolean,
+    compute?: (misses: TItem[]) => Promise<unknown>,
   ): Promise<TReturn[]> {
     const cache = cacheOf(this);
     if (cache === undefined) {
@@ -146,7 +155,7 @@ export abstract class Model<TItem = unknown, TReturn = unknown> extends BaseMode
         this,
         parsed,
         { offset: single ? undefined : step, forceCompute: options.forceCompute },
-        (misses) => this.#compute(misses, context),
+        compute ?? ((misses) => this.#compute(misses, context)),
       );
       for (const prediction of predictions) results.push(prediction);
     }

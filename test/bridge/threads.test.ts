@@ -78,6 +78,30 @@ t.test("the event loop stays free while a sync model waits on its async dependen
   // How much faster than one after another they finish is measured in bench/bridge.ts.
 });
 
+t.test("a cached model on a pool thread: looked up here, only misses computed there", async (t) => {
+  const lib = new ModelLibrary({
+    models: [FIXTURES],
+    requiredModels: { "sync-over-async": { cachePredictions: true } },
+  });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const hello = { text: "sync(async(HELLO))", thread: "worker" };
+  const world = { text: "sync(async(WORLD))", thread: "worker" };
+  const stats = () => lib.cache?.stats().models["sync-over-async"];
+  t.same(await lib.predict("sync-over-async", "hello"), hello);
+  t.same(await lib.predict("sync-over-async", "hello"), hello);
+  t.match(stats(), { hits: 1, misses: 1, writes: 1 }, "the second call was a hit");
+  t.same(await lib.predictBatch("sync-over-async", ["hello", "world", "world"]), [
+    hello,
+    world,
+    world,
+  ]);
+  t.match(stats(), { hits: 2, writes: 2 }, "one write for the one new item");
+  t.same(await lib.predict("sync-over-async", "hello", { forceCompute: true }), hello);
+  t.match(stats(), { hits: 2, writes: 3 }, "forceCompute computed and wrote again");
+  await t.rejects(lib.predict("sync-over-async", 42), { code: "ERR_ITEM_VALIDATION" });
+});
+
 t.test("close() ends every worker thread", { skip: !existsSync("/proc/self/task") }, async (t) => {
   // A library with no bridge first, so lazily started runtime threads are in the baseline.
   const plain = new ModelLibrary({ models: [FIXTURES], requiredModels: ["sync-over-sync"] });
