@@ -7,11 +7,11 @@ import {
   type FastifyRequest,
   LogController,
 } from "fastify";
-import type { Bindings, ChildLoggerOptions } from "fastify/types/logger.js";
+import type { Bindings, ChildLoggerOptions } from "pino";
 
 export const REQUEST_ID_HEADER = "x-request-id";
 /** The field that carries the request id on every log line of a request. */
-export const REQUEST_ID_LOG_LABEL = "requestId";
+const REQUEST_ID_LOG_LABEL = "requestId";
 
 // A caller's id is echoed into headers and logs: keep it to a bounded, inert charset so it can
 // neither split a header nor forge a log line.
