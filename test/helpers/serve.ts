@@ -43,7 +43,7 @@ export async function serve(
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     lines.on("line", (line) => {
-      const entry = JSON.parse(line) as Record<string, unknown>;
+      const entry = parseLine(line);
       logs.push(entry);
       const address = /listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(String(entry.msg));
       if (address?.[1]) resolve(address[1]);
@@ -51,6 +51,15 @@ export async function serve(
     exited.then(({ code }) => reject(new Error(`serve exited with ${code} before listening`)));
   });
   return { child, url, logs, exited };
+}
+
+/** A pino line as an object; anything else printed to stdout is kept as its `msg`. */
+function parseLine(line: string): Record<string, unknown> {
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return { msg: line };
+  }
 }
 
 /** Polls `/readyz` until it answers 200 and returns its body; throws after `ms`. */
