@@ -57,6 +57,23 @@ function routeOf(model: BaseModel<unknown, unknown>, offload: ThreadPool | undef
 }
 
 /**
+ * `call(options)` as a promise, a synchronous throw (a sync model's validation error) as a
+ * rejection. Not an async function: a sync model's answer costs one resolved promise, and an
+ * async model's promise is passed on as it is, without the two extra turns `return` of a
+ * promise from an async function takes.
+ */
+function settled<T>(
+  call: (options: PredictOptions) => T | Promise<T>,
+  options: PredictOptions,
+): Promise<T> {
+  try {
+    return Promise.resolve(call(options));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
  * The library's async path for one model: how `library.predict` and `library.predictBatch`
  * reach it (see `routeOf`), through the model's dynamic batching when it has one, within its
  * timeout.
@@ -106,12 +123,20 @@ export class ModelRunner {
    * Runs `call` with a signal that aborts when the caller's does or when the timeout passes;
    * a timeout rejects with `ERR_PREDICTION_TIMEOUT` at once, whether or not the model stops.
    */
-  async #withTimeout<T>(
+  #withTimeout<T>(
     options: PredictOptions,
     call: (options: PredictOptions) => T | Promise<T>,
   ): Promise<T> {
     const timeoutMs = this.timeoutMs;
-    if (timeoutMs === undefined || timeoutMs <= 0) return call(options);
+    if (timeoutMs === undefined || timeoutMs <= 0) return settled(call, options);
+    return this.#race(options, call, timeoutMs);
+  }
+
+  async #race<T>(
+    options: PredictOptions,
+    call: (options: PredictOptions) => T | Promise<T>,
+    timeoutMs: number,
+  ): Promise<T> {
     const controller = new AbortController();
     const outer = options.signal;
     const onAbort = () => controller.abort(outer?.reason);
