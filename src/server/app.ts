@@ -7,13 +7,7 @@ import Fastify, {
 } from "fastify";
 import type { ModelLibrary } from "../library/library.js";
 import { installJsonBody } from "./json-body.js";
-import {
-  installRequestId,
-  lazyChildLogger,
-  REQUEST_ID_HEADER,
-  RequestLogController,
-  requestIdOf,
-} from "./logging.js";
+import { lazyChildLogger, RequestLogController, requestIdOf } from "./logging.js";
 import { registerOpenApi } from "./openapi.js";
 import { handleError, makeProblem, sendProblem } from "./problem.js";
 import { healthRoutes } from "./routes/health.js";
@@ -98,11 +92,8 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     genReqId: requestIdOf,
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
     // The router's own refusals (bad percent-encoding, a name over maxParamLength) skip the
-    // hooks and the error handler; without this they answer plain JSON with no request id.
-    frameworkErrors: (error, request, reply) => {
-      reply.header(REQUEST_ID_HEADER, request.id);
-      handleError(error, request, reply);
-    },
+    // error handler; without this they answer plain JSON instead of problem+json.
+    frameworkErrors: handleError,
   }) as unknown as FastifyInstance;
 
   let draining = false;
@@ -125,7 +116,6 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     const detail = `no route ${request.method} ${request.url.split("?")[0]}`;
     sendProblem(reply, makeProblem("ERR_NOT_FOUND", request.id, detail));
   });
-  installRequestId(app);
   if (options.closeLibrary ?? true) app.addHook("onClose", () => library.close());
 
   const maxBatchItems = options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS;
