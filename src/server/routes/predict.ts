@@ -3,12 +3,6 @@ import { didYouMean, ValidationError } from "../../errors.js";
 import type { PredictOptions } from "../../model/types.js";
 import { makeProblem, sendProblem } from "../problem.js";
 
-const PARAMS = {
-  type: "object",
-  properties: { model: { type: "string" } },
-  required: ["model"],
-} as const;
-
 type PredictRequest = FastifyRequest<{ Params: { model: string } }>;
 
 /**
@@ -45,7 +39,9 @@ class DisconnectOptions implements PredictOptions {
  * Predictions go through `library.predict` / `library.predictBatch` only: that path owns
  * validation (422 with zod issue paths), batching, caching, timeouts and off-thread work.
  * Routes are parametric because models load after the server listens (`/readyz` must answer
- * 503 meanwhile); the OpenAPI document still lists one path per model.
+ * 503 meanwhile); the OpenAPI document still lists one path per model. They have no params
+ * schema: the router always gives `model` as a string (an empty one is an unknown model, 404),
+ * so it could never fail, and checking it cost 0.2 µs a request.
  */
 export async function predictRoutes(
   app: FastifyInstance,
@@ -82,7 +78,7 @@ export async function predictRoutes(
 
   app.post(
     "/predict/:model",
-    { schema: { hide: true, params: PARAMS } },
+    { schema: { hide: true } },
     async (request: PredictRequest, reply) => {
       const name = accept(request, reply);
       if (name === undefined) return reply;
@@ -93,7 +89,7 @@ export async function predictRoutes(
 
   app.post(
     "/predict_batch/:model",
-    { schema: { hide: true, params: PARAMS } },
+    { schema: { hide: true } },
     async (request: PredictRequest, reply) => {
       const name = accept(request, reply);
       if (name === undefined) return reply;
