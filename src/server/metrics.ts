@@ -1,10 +1,11 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { onBatchEvent } from "../library/batcher.js";
 import type { ModelLibrary } from "../library/library.js";
+import { problemCodeOf } from "./problem.js";
 
 /** One dispatched batch, as the dynamic batcher reports it. */
 export interface BatchObservation {
@@ -56,9 +57,6 @@ const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 const QUEUE_WAIT_BUCKETS = [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
 
 const PREDICT_ROUTES = new Set(["/predict/:model", "/predict_batch/:model"]);
-const errorCode = Symbol("modelkit.metrics.errorCode");
-
-type Tracked = FastifyRequest & { [errorCode]?: string };
 
 /**
  * Prometheus metrics of a modelkit-ts app: request duration histograms per route and model
@@ -141,30 +139,25 @@ export const metrics = fp<MetricsOptions>(
       return typeof name === "string" && library.has(name) ? name : "";
     };
 
-    // Problems are written both by the error handler and directly by routes (404, 415, 503):
-    // the serialized body is the one place every error code passes through.
-    app.addHook("onSend", async (request: Tracked, reply, payload) => {
-      if (reply.statusCode >= 400 && typeof payload === "string") {
-        const code = /"code":"([A-Z0-9_]+)"/.exec(payload)?.[1];
-        if (code !== undefined) request[errorCode] = code;
-      }
-      return payload;
-    });
-
-    app.addHook("onResponse", async (request: Tracked, reply: FastifyReply) => {
+    // One hook, and not an async one: it runs on every answer, where a promise per request
+    // is measurable (BENCHMARKS.md, overhead with the operations plugins).
+    app.addHook("onResponse", (request, reply, done) => {
       const route = request.routeOptions.url ?? "unmatched";
       const model = modelOf(request);
       requestDuration.observe(
         { method: request.method, route, model, status_code: String(reply.statusCode) },
         reply.elapsedTime / 1000,
       );
-      if (!PREDICT_ROUTES.has(route)) return;
-      if (reply.statusCode < 400) {
-        const body = request.body;
-        predictions.inc({ model }, Array.isArray(body) ? body.length : 1);
-      } else {
-        predictionErrors.inc({ model, code: request[errorCode] ?? `HTTP_${reply.statusCode}` });
+      if (PREDICT_ROUTES.has(route)) {
+        if (reply.statusCode < 400) {
+          const body = request.body;
+          predictions.inc({ model }, Array.isArray(body) ? body.length : 1);
+        } else {
+          const code = problemCodeOf(request) ?? `HTTP_${reply.statusCode}`;
+          predictionErrors.inc({ model, code });
+        }
       }
+      done();
     });
 
     let server: Server | undefined;

@@ -77,6 +77,15 @@ export function makeProblem(code: ErrorCode, requestId: string, detail?: string)
   return { type: problemType(code), title, status, detail: detail ?? title, code, requestId };
 }
 
+// The code of the problem each refused request was answered with, for the metrics: every
+// problem of the app is sent here, so no hook has to read every answer's body for it.
+const problemCodes = new WeakMap<FastifyRequest, string>();
+
+/** The `code` of the problem `request` was answered with, if it was sent by `sendProblem`. */
+export function problemCodeOf(request: FastifyRequest): string | undefined {
+  return problemCodes.get(request);
+}
+
 /** Sends `problem` as application/problem+json, with Retry-After on every 503. */
 export function sendProblem(reply: FastifyReply, problem: Problem): FastifyReply {
   // A plugin that refused the request (load shedding) may have set its own Retry-After.
@@ -84,6 +93,7 @@ export function sendProblem(reply: FastifyReply, problem: Problem): FastifyReply
     reply.header("retry-after", String(RETRY_AFTER_SECONDS));
   }
   problem.instance ??= reply.request.url;
+  problemCodes.set(reply.request, problem.code);
   return reply.code(problem.status).type(PROBLEM_TYPE).send(problem);
 }
 
