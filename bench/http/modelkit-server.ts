@@ -1,10 +1,12 @@
 /**
  * A modelkit-ts server for the benchmark, built the way `modelkit-ts serve` builds it (the
  * library, `createServer` with its defaults: logger on, no access log) without the CLI's
- * option parsing. BENCH_CONFIGURATION may hold JSON configuration overrides (batching...).
+ * option parsing. BENCH_CONFIGURATION may hold JSON configuration overrides (batching...);
+ * BENCH_OPERATIONS=1 adds the metrics and load-shedding plugins `serve` registers.
  * Usage: node dist/bench/http/modelkit-server.js <port> <model module>[,<module>...]
  */
 import { type ModelConfiguration, ModelLibrary } from "modelkit-ts";
+import { operationsPlugins } from "../../src/cli/operations.js";
 import { createServer } from "../../src/server/index.js";
 
 const port = Number(process.argv[2] ?? 8082);
@@ -14,7 +16,8 @@ const configuration = JSON.parse(process.env.BENCH_CONFIGURATION ?? "{}") as Rec
   ModelConfiguration
 >;
 const library = new ModelLibrary({ models, configuration });
-const app = await createServer({ library });
+const plugins = process.env.BENCH_OPERATIONS === "1" ? operationsPlugins({}) : [];
+const app = await createServer({ library, plugins });
 await app.listen({ port, host: "127.0.0.1" });
 await library.load();
 for (const signal of ["SIGTERM", "SIGINT"] as const) {

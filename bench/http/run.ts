@@ -354,12 +354,17 @@ const bareServer =
     ]);
 
 const modelkitServer =
-  (models: string[], configuration: Record<string, unknown> = {}) =>
+  (models: string[], configuration: Record<string, unknown> = {}, operations = false) =>
   () =>
     startServer(
       "modelkit-ts",
       (port) => [here("./modelkit-server.js"), String(port), models.join(",")],
-      { env: { BENCH_CONFIGURATION: JSON.stringify(configuration) } },
+      {
+        env: {
+          BENCH_CONFIGURATION: JSON.stringify(configuration),
+          BENCH_OPERATIONS: operations ? "1" : "0",
+        },
+      },
     );
 
 /** The real CLI, for `--workers`: both variants may use every core; wrk shares the last. */
@@ -384,25 +389,27 @@ const cliServer = (models: string[], workers: number) => () =>
   );
 
 async function overhead(): Promise<void> {
-  await withServers([bareServer(), modelkitServer([BENCH_MODELS])], async ([bare, modelkit]) => {
+  const servers = [
+    bareServer(),
+    modelkitServer([BENCH_MODELS]),
+    modelkitServer([BENCH_MODELS], {}, true),
+  ];
+  await withServers(servers, async ([bare, modelkit, operated]) => {
+    const echo = (label: string, server: Server | undefined): Variant => ({
+      label,
+      url: `${server?.url}/predict/bench_echo`,
+      body: ECHO_BODY,
+      pid: server?.pid,
+    });
+    const base = echo("bare Fastify + zod", bare);
     const result = await compare(
-      [
-        {
-          label: "bare Fastify + zod",
-          url: `${bare?.url}/predict/bench_echo`,
-          body: ECHO_BODY,
-          pid: bare?.pid,
-        },
-        {
-          label: "modelkit-ts POST /predict/bench_echo",
-          url: `${modelkit?.url}/predict/bench_echo`,
-          body: ECHO_BODY,
-          pid: modelkit?.pid,
-        },
-      ],
+      [base, echo("modelkit-ts POST /predict/bench_echo", modelkit)],
       50,
     );
     report("1. Overhead (50 connections)", result, "target >= 0.85x req/s, p99 <= 1.3x");
+    // What `modelkit-ts serve` adds on top: Prometheus metrics and load shedding on every request.
+    const served = await compare([base, echo("+ metrics and load shedding", operated)], 50);
+    report("1b. The same with the plugins `serve` registers", served, "no target: what they cost");
   });
 }
 
