@@ -5,11 +5,13 @@
  * Every process started here is stopped before it returns, on error too.
  *
  * Usage: node dist/bench/http/run.js [--quick] [--seconds N] [--only overhead,batching,examples,memory,workers]
+ *        node dist/bench/http/run.js --paired <other checkout>|bare
  * (`npm run bench:http` builds first).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
+import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { ECHO_BODY } from "./schema.js";
@@ -546,6 +548,44 @@ async function memory(): Promise<void> {
   });
 }
 
+/**
+ * `--paired <checkout>|bare`: this checkout's modelkit-ts server against the one built in
+ * another checkout (a `git worktree` of an earlier commit, built, with node_modules) or against
+ * the bare route, for changes worth a fraction of a microsecond. Both servers share the server
+ * core and are loaded at the same time, so the machine's noise, which moves req/s by ±10% from
+ * one run to the next, hits both alike; the figure is the difference in CPU time per request.
+ */
+async function paired(other: string): Promise<void> {
+  const ROUNDS = quick ? 3 : 8;
+  const baseline =
+    other === "bare"
+      ? bareServer()
+      : () =>
+          startServer("modelkit-ts (other checkout)", (port) => [
+            join(other, "dist/bench/http/modelkit-server.js"),
+            String(port),
+            join(other, "dist/bench/http/models.js"),
+          ]);
+  await withServers([baseline, modelkitServer([BENCH_MODELS])], async ([base, current]) => {
+    const variants = [echo(other, base), echo("this checkout", current)] as const;
+    await Promise.all(variants.map((v) => wrk(v.url, v.body, 50, WARMUP_S)));
+    console.log(`
+Paired: CPU µs per request, both loaded at once (${ROUNDS} rounds of 5 s)`);
+    const differences: number[] = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      const [a, b] = await Promise.all(variants.map((v) => measure(v, 50, 5)));
+      const [cpuA, cpuB] = [a?.cpuUsPerRequest ?? Number.NaN, b?.cpuUsPerRequest ?? Number.NaN];
+      differences.push(cpuB - cpuA);
+      console.log(
+        `  round ${round}: ${other} ${cpuA.toFixed(2)}, this checkout ${cpuB.toFixed(2)}, difference ${(cpuB - cpuA).toFixed(2)}`,
+      );
+    }
+    console.log(
+      `  median difference (this checkout - ${other}): ${median(differences).toFixed(2)} µs`,
+    );
+  });
+}
+
 const scenarios: [string, () => Promise<void>][] = [
   ["overhead", overhead],
   ["batching", batching],
@@ -562,4 +602,10 @@ console.log(
       " ",
     )} (other processes skew the figures); node ${process.version}, ${CORES} cores: server on cpu ${SERVER_CPU}, wrk on cpu ${WRK_CPU}; ${MEASURE_S} s per run, ${WARMUP_S} s warm-up${quick ? " (quick)" : ""}`,
 );
-for (const [name, scenario] of scenarios) if (selected(name)) await scenario();
+const pairedIndex = args.indexOf("--paired");
+if (pairedIndex !== -1) {
+  const other = args[pairedIndex + 1] ?? "bare";
+  await paired(other === "bare" ? other : resolve(other));
+} else {
+  for (const [name, scenario] of scenarios) if (selected(name)) await scenario();
+}
