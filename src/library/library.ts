@@ -302,7 +302,7 @@ export class ModelLibrary {
    */
   predict<T = unknown>(name: string, item: unknown, options?: PredictOptions): Promise<T> {
     // Not async, like predictBatch: once the runner exists a call makes one promise, not three,
-    // and takes one microtask turn, not four (a microsecond a request, see BENCHMARKS.md).
+    // and takes one microtask turn, not four (about 0.6 µs a request, see BENCHMARKS.md).
     const runner = this.#runners.get(name);
     if (runner !== undefined) return runner.predict(item, options) as Promise<T>;
     return this.#runner(name).then((created) => created.predict(item, options) as Promise<T>);
