@@ -74,6 +74,55 @@ function settled<T>(
 }
 
 /**
+ * The options a call runs with under a timeout: `signal` aborts when the caller's does or when
+ * the timeout passes. Its AbortController is made, and tied to the caller's signal, on the first
+ * read of `signal`: most models never read it, and two AbortControllers (the server's one for
+ * a client disconnect included) with an abort listener added and removed cost more server CPU
+ * per request than the rest of the library's path (BENCHMARKS.md, example `analyze`).
+ */
+class TimeoutOptions implements PredictOptions {
+  readonly #caller: PredictOptions;
+  #controller: AbortController | undefined;
+  #timeout: Error | undefined;
+  #untie: (() => void) | undefined;
+
+  constructor(caller: PredictOptions) {
+    this.#caller = caller;
+  }
+
+  get forceCompute(): boolean {
+    return this.#caller.forceCompute ?? false;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      const controller = new AbortController();
+      this.#controller = controller;
+      const caller = this.#caller.signal;
+      if (this.#timeout !== undefined) controller.abort(this.#timeout);
+      else if (caller?.aborted) controller.abort(caller.reason);
+      else if (caller !== undefined) {
+        const onAbort = () => controller.abort(caller.reason);
+        caller.addEventListener("abort", onAbort, { once: true });
+        this.#untie = () => caller.removeEventListener("abort", onAbort);
+      }
+    }
+    return this.#controller.signal;
+  }
+
+  /** The timeout passed: the signal is aborted with `error`, now or when it is first read. */
+  timeOut(error: Error): void {
+    this.#timeout = error;
+    this.#controller?.abort(error);
+  }
+
+  /** The call settled: stop listening to the caller's signal. */
+  release(): void {
+    this.#untie?.();
+  }
+}
+
+/**
  * The library's async path for one model: how `library.predict` and `library.predictBatch`
  * reach it (see `routeOf`), through the model's dynamic batching when it has one, within its
  * timeout.
@@ -137,10 +186,7 @@ export class ModelRunner {
     call: (options: PredictOptions) => T | Promise<T>,
     timeoutMs: number,
   ): Promise<T> {
-    const controller = new AbortController();
-    const outer = options.signal;
-    const onAbort = () => controller.abort(outer?.reason);
-    outer?.addEventListener("abort", onAbort, { once: true });
+    const inner = new TimeoutOptions(options);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -149,15 +195,15 @@ export class ModelRunner {
           `${this.model.configurationKey} did not answer within ${timeoutMs} ms`,
           { modelName: this.model.configurationKey },
         );
-        controller.abort(error);
+        inner.timeOut(error);
         reject(error);
       }, timeoutMs);
     });
     try {
-      return await Promise.race([call({ ...options, signal: controller.signal }), timedOut]);
+      return await Promise.race([call(inner), timedOut]);
     } finally {
       clearTimeout(timer);
-      outer?.removeEventListener("abort", onAbort);
+      inner.release();
     }
   }
 }

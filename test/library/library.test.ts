@@ -1,5 +1,6 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { Model, ModelLibrary } from "modelkit-ts";
+import { AsyncModel, Model, ModelLibrary, type PredictContext } from "modelkit-ts";
 import t from "tap";
 import { z } from "zod";
 import * as fixtures from "../../dist/test/fixtures/core-models.js";
@@ -255,6 +256,45 @@ t.test("the environment supplies models, required models and lazy loading", asyn
     message: /MODELKIT_LAZY_LOADING/,
   });
 });
+
+t.test(
+  "under a timeout, the signal a model reads follows the caller's and the timeout",
+  async (t) => {
+    const seen: AbortSignal[] = [];
+    const Item = z.object({ waitMs: z.number(), readLate: z.boolean().default(false) });
+    class Watcher extends AsyncModel<z.infer<typeof Item>, string> {
+      static override configurations = { watcher: { timeoutMs: 100 } };
+      static override itemSchema = Item;
+      protected override async _predict(item: z.infer<typeof Item>, context: PredictContext) {
+        if (!item.readLate && context.signal) seen.push(context.signal);
+        await sleep(item.waitMs);
+        if (item.readLate && context.signal) seen.push(context.signal);
+        return "done";
+      }
+    }
+    const lib = new ModelLibrary({ models: [Watcher] });
+    t.teardown(() => lib.close());
+    await lib.load();
+
+    t.equal(await lib.predict("watcher", { waitMs: 0 }), "done");
+    t.equal(seen.pop()?.aborted, false, "nothing happened: not aborted");
+
+    const caller = new AbortController();
+    const pending = lib.predict("watcher", { waitMs: 30 }, { signal: caller.signal });
+    caller.abort(new Error("caller gone"));
+    t.equal(await pending, "done", "a model that does not stop still answers");
+    t.equal(seen.pop()?.reason?.message, "caller gone", "the caller's abort reaches the model");
+
+    await lib.predict("watcher", { waitMs: 0 }, { signal: AbortSignal.abort(new Error("before")) });
+    t.equal(seen.pop()?.reason?.message, "before", "a caller aborted beforehand is seen at once");
+
+    await t.rejects(lib.predict("watcher", { waitMs: 150, readLate: true }), {
+      code: "ERR_PREDICTION_TIMEOUT",
+    });
+    await sleep(100);
+    t.equal(seen.pop()?.reason?.code, "ERR_PREDICTION_TIMEOUT", "read after the timeout: aborted");
+  },
+);
 
 t.test("a model's timeoutMs bounds the async path and aborts its signal", async (t) => {
   const lib = library({ requiredModels: ["slow_predict"] });
