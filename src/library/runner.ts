@@ -98,16 +98,25 @@ class TimeoutOptions implements PredictOptions {
     if (this.#controller === undefined) {
       const controller = new AbortController();
       this.#controller = controller;
-      const caller = this.#caller.signal;
       if (this.#timeout !== undefined) controller.abort(this.#timeout);
-      else if (caller?.aborted) controller.abort(caller.reason);
-      else if (caller !== undefined) {
-        const onAbort = () => controller.abort(caller.reason);
-        caller.addEventListener("abort", onAbort, { once: true });
-        this.#untie = () => caller.removeEventListener("abort", onAbort);
-      }
+      else this.#tie(controller);
     }
     return this.#controller.signal;
+  }
+
+  /**
+   * Aborts `controller` when the caller's signal does. Read only here: the server makes that
+   * signal (an AbortController of its own) on its first read, so a call that timed out first
+   * never makes it.
+   */
+  #tie(controller: AbortController): void {
+    const caller = this.#caller.signal;
+    if (caller?.aborted) controller.abort(caller.reason);
+    else if (caller !== undefined) {
+      const onAbort = () => controller.abort(caller.reason);
+      caller.addEventListener("abort", onAbort, { once: true });
+      this.#untie = () => caller.removeEventListener("abort", onAbort);
+    }
   }
 
   /** The timeout passed: the signal is aborted with `error`, now or when it is first read. */
