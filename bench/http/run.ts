@@ -4,7 +4,7 @@
  * (taskset), each comparison runs twice interleaved (A B B A), and medians and ratios are printed.
  * Every process started here is stopped before it returns, on error too.
  *
- * Usage: node dist/bench/http/run.js [--quick] [--seconds N] [--only overhead,batching,examples,memory,workers]
+ * Usage: node dist/bench/http/run.js [--quick] [--seconds N] [--only overhead,batching,examples,memory,workers,calibration]
  *        node dist/bench/http/run.js --paired <other checkout>|bare
  * (`npm run bench:http` builds first).
  */
@@ -25,7 +25,7 @@ const args = process.argv.slice(2);
 const quick = args.includes("--quick");
 const onlyIndex = args.indexOf("--only");
 const only = onlyIndex >= 0 ? new Set((args[onlyIndex + 1] ?? "").split(",")) : undefined;
-const selected = (name: string) => only === undefined || only.has(name);
+const selected = (name: string) => (only === undefined ? name !== "calibration" : only.has(name));
 
 // Long enough for V8 to optimise the request path. Every wrk run opens its connections anew,
 // and Node accepts one connection per event-loop turn (libuv#3696): on a cold server the turns
@@ -227,13 +227,18 @@ function cpuUs(pid: number): number {
 }
 
 /**
- * One wrk run against `variant`, with the server's CPU time per request when its pid is known:
- * a figure that the scheduling noise of a shared machine moves less than requests/s.
+ * One wrk run against `url`, with the server's CPU time per request when `pid` is given: a
+ * figure that the scheduling noise of a shared machine moves less than requests/s.
  */
-async function measure(variant: Variant, connections: number, seconds: number): Promise<Measure> {
-  const { pid } = variant;
+async function measure(
+  url: string,
+  body: string,
+  connections: number,
+  seconds: number,
+  pid?: number,
+): Promise<Measure> {
   const before = pid === undefined ? 0 : cpuUs(pid);
-  const result = await wrk(variant.url, variant.body, connections, seconds);
+  const result = await wrk(url, body, connections, seconds);
   if (pid === undefined || result.requests === 0) return result;
   return { ...result, cpuUsPerRequest: (cpuUs(pid) - before) / result.requests };
 }
@@ -252,12 +257,14 @@ const median = (values: number[]) => {
     : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 };
 
+/** One side of a comparison: how to start its server, and what to post to it. */
 interface Variant {
   label: string;
-  url: string;
+  start: () => Promise<Server>;
+  path: string;
   body: string;
-  /** The server's pid: its CPU time per request is reported too (single-process servers). */
-  pid?: number | undefined;
+  /** Report the server's CPU time per request too (single-process servers only). */
+  cpu: boolean;
 }
 
 interface Summary {
@@ -273,7 +280,7 @@ interface Summary {
 /**
  * Waits until the server behind `url` is idle: when wrk stops, requests it already sent (and,
  * after its timeouts, sent again on new connections) are still being served — seconds of work
- * for the unbatched 5 ms model — and the next run, sharing the core, must not inherit them.
+ * for the unbatched 5 ms model — and the next run must not inherit them.
  * Idle: three health checks in a row answered within 5 ms.
  */
 async function settle(url: string): Promise<void> {
@@ -287,20 +294,35 @@ async function settle(url: string): Promise<void> {
   }
 }
 
-/** Warms each variant, then measures them A B B A and returns the medians. */
+/**
+ * Measures two variants A B B A and returns the medians. Only one server is alive at a time,
+ * and each stretch of runs gets a fresh one, warmed up first: A, then B for its two runs, then
+ * a new A. With both servers alive on the server core, as this harness used to run them, the
+ * one measured second came out slower whatever it was: two identical bare Fastify servers
+ * gave 0.86x and 0.93x (BENCHMARKS.md, "the harness's own bias").
+ */
 async function compare(
   variants: [Variant, Variant],
   connections: number,
 ): Promise<[Summary, Summary]> {
-  for (const variant of variants) {
-    await wrk(variant.url, variant.body, connections, WARMUP_S);
-    await settle(variant.url);
-  }
   const runs: [Measure[], Measure[]] = [[], []];
-  for (const index of [0, 1, 1, 0] as const) {
+  const stretches = [
+    [0, 1],
+    [1, 2],
+    [0, 1],
+  ] as const;
+  for (const [index, count] of stretches) {
     const variant = variants[index];
-    runs[index].push(await measure(variant, connections, MEASURE_S));
-    await settle(variant.url);
+    await withServers([variant.start], async ([server]) => {
+      if (server === undefined) return;
+      const url = `${server.url}${variant.path}`;
+      await wrk(url, variant.body, connections, WARMUP_S);
+      for (let run = 0; run < count; run++) {
+        await settle(url);
+        const pid = variant.cpu ? server.pid : undefined;
+        runs[index].push(await measure(url, variant.body, connections, MEASURE_S, pid));
+      }
+    });
   }
   return variants.map((variant, i) => {
     const measures = runs[i] as Measure[];
@@ -390,53 +412,67 @@ const cliServer = (models: string[], workers: number) => () =>
     { cpus: `0-${CORES - 1}` },
   );
 
-const echo = (label: string, server: Server | undefined): Variant => ({
+const echo = (label: string, start: () => Promise<Server>): Variant => ({
   label,
-  url: `${server?.url}/predict/bench_echo`,
+  start,
+  path: "/predict/bench_echo",
   body: ECHO_BODY,
-  pid: server?.pid,
+  cpu: true,
 });
 
 async function overhead(): Promise<void> {
-  // Two server pairs, one after the other: an idle server on the same core still takes timer
-  // wake-ups (the load-shedding plugin samples the event loop) and slows the one measured.
-  await withServers([bareServer(), modelkitServer([BENCH_MODELS])], async ([bare, modelkit]) => {
-    const result = await compare(
-      [echo("bare Fastify + zod", bare), echo("modelkit-ts POST /predict/bench_echo", modelkit)],
-      50,
-    );
-    report("1. Overhead (50 connections)", result, "target >= 0.85x req/s, p99 <= 1.3x");
-  });
+  const bare = echo("bare Fastify + zod", bareServer());
+  const modelkit = echo("modelkit-ts POST /predict/bench_echo", modelkitServer([BENCH_MODELS]));
+  report(
+    "1. Overhead (50 connections)",
+    await compare([bare, modelkit], 50),
+    "target >= 0.85x req/s, p99 <= 1.3x",
+  );
   // What `modelkit-ts serve` adds on top: Prometheus metrics and load shedding on every request.
-  const operated = modelkitServer([BENCH_MODELS], {}, true);
-  await withServers([bareServer(), operated], async ([bare, modelkit]) => {
-    const result = await compare(
-      [echo("bare Fastify + zod", bare), echo("+ metrics and load shedding", modelkit)],
-      50,
-    );
-    report("1b. The same with the plugins `serve` registers", result, "no target: what they cost");
-  });
+  const operated = echo("+ metrics and load shedding", modelkitServer([BENCH_MODELS], {}, true));
+  report(
+    "1b. The same with the plugins `serve` registers",
+    await compare([bare, operated], 50),
+    "no target: what they cost",
+  );
+}
+
+/**
+ * The harness checked against itself: the same bare server on both sides must read 1.00x,
+ * within the noise. Not run by default (`--only calibration`).
+ */
+async function calibration(): Promise<void> {
+  const bare = echo("bare Fastify + zod", bareServer());
+  report(
+    "0. Calibration: bare against bare (50 connections)",
+    await compare([bare, { ...bare, label: "the same bare server" }], 50),
+    "should read 1.00x",
+  );
 }
 
 async function batching(): Promise<void> {
-  // One server per variant: the unbatched run ends with seconds of requests wrk gave up on
-  // (timeouts, resent on new connections) still queued, which the batched run must not inherit.
-  const servers = [modelkitServer([BENCH_MODELS]), modelkitServer([BENCH_MODELS])];
-  await withServers(servers, async ([unbatched, batched]) => {
-    const body = JSON.stringify({ x: 1 });
-    const result = await compare(
-      [
-        { label: "5 ms/call, no batching", url: `${unbatched?.url}/predict/fixed_cost`, body },
-        {
-          label: "5 ms/call, batching 64 / 2 ms",
-          url: `${batched?.url}/predict/fixed_cost_batched`,
-          body,
-        },
-      ],
-      64,
-    );
-    report("2. Batching (64 connections)", result, "target >= 10x req/s, p99 < 25 ms");
-  });
+  const body = JSON.stringify({ x: 1 });
+  const server = modelkitServer([BENCH_MODELS]);
+  const result = await compare(
+    [
+      {
+        label: "5 ms/call, no batching",
+        start: server,
+        path: "/predict/fixed_cost",
+        body,
+        cpu: false,
+      },
+      {
+        label: "5 ms/call, batching 64 / 2 ms",
+        start: server,
+        path: "/predict/fixed_cost_batched",
+        body,
+        cpu: false,
+      },
+    ],
+    64,
+  );
+  report("2. Batching (64 connections)", result, "target >= 10x req/s, p99 < 25 ms");
 }
 
 const EXAMPLE_MODELS = here("../../examples/models.js");
@@ -445,85 +481,86 @@ const EXAMPLE_TEXT = JSON.stringify({
 });
 
 async function examples(): Promise<void> {
-  await withServers(
-    [bareServer([EXAMPLE_MODELS]), modelkitServer([EXAMPLE_MODELS])],
-    async ([bare, modelkit]) => {
-      for (const model of ["sentiment", "analyze"]) {
-        const result = await compare(
-          [
-            {
-              label: `bare Fastify calling ${model}`,
-              url: `${bare?.url}/predict/${model}`,
-              body: EXAMPLE_TEXT,
-              pid: bare?.pid,
-            },
-            {
-              label: `modelkit-ts /predict/${model}`,
-              url: `${modelkit?.url}/predict/${model}`,
-              body: EXAMPLE_TEXT,
-              pid: modelkit?.pid,
-            },
-          ],
-          50,
-        );
-        report(
-          `3a. Example model ${model}: overhead (50 connections)`,
-          result,
-          "same model, bare route vs modelkit-ts",
-        );
-      }
-    },
-  );
+  for (const model of ["sentiment", "analyze"]) {
+    const path = `/predict/${model}`;
+    const result = await compare(
+      [
+        {
+          label: `bare Fastify calling ${model}`,
+          start: bareServer([EXAMPLE_MODELS]),
+          path,
+          body: EXAMPLE_TEXT,
+          cpu: true,
+        },
+        {
+          label: `modelkit-ts /predict/${model}`,
+          start: modelkitServer([EXAMPLE_MODELS]),
+          path,
+          body: EXAMPLE_TEXT,
+          cpu: true,
+        },
+      ],
+      50,
+    );
+    report(
+      `3a. Example model ${model}: overhead (50 connections)`,
+      result,
+      "same model, bare route vs modelkit-ts",
+    );
+  }
   const batching = { sentiment: { batching: { maxBatchSize: 64, maxDelayMs: 2 } } };
-  await withServers(
-    [modelkitServer([EXAMPLE_MODELS]), modelkitServer([EXAMPLE_MODELS], batching)],
-    async ([plain, batched]) => {
-      const result = await compare(
-        [
-          {
-            label: "sentiment, no batching",
-            url: `${plain?.url}/predict/sentiment`,
-            body: EXAMPLE_TEXT,
-          },
-          {
-            label: "sentiment, batching 64 / 2 ms",
-            url: `${batched?.url}/predict/sentiment`,
-            body: EXAMPLE_TEXT,
-          },
-        ],
-        64,
-      );
-      report(
-        "3b. Example model sentiment: batching (64 connections)",
-        result,
-        "a per-item model has no batch discount",
-      );
-    },
+  const result = await compare(
+    [
+      {
+        label: "sentiment, no batching",
+        start: modelkitServer([EXAMPLE_MODELS]),
+        path: "/predict/sentiment",
+        body: EXAMPLE_TEXT,
+        cpu: false,
+      },
+      {
+        label: "sentiment, batching 64 / 2 ms",
+        start: modelkitServer([EXAMPLE_MODELS], batching),
+        path: "/predict/sentiment",
+        body: EXAMPLE_TEXT,
+        cpu: false,
+      },
+    ],
+    64,
+  );
+  report(
+    "3b. Example model sentiment: batching (64 connections)",
+    result,
+    "a per-item model has no batch discount",
   );
 }
 
 async function workers(): Promise<void> {
   const body = JSON.stringify({ x: 1 });
-  await withServers(
-    [cliServer([BENCH_MODELS], 1), cliServer([BENCH_MODELS], CORES)],
-    async ([one, all]) => {
-      const result = await compare(
-        [
-          { label: "cpu_heavy (2 ms/item), 1 worker", url: `${one?.url}/predict/cpu_heavy`, body },
-          {
-            label: `cpu_heavy (2 ms/item), ${CORES} workers`,
-            url: `${all?.url}/predict/cpu_heavy`,
-            body,
-          },
-        ],
-        16,
-      );
-      report(
-        `5. serve --workers ${CORES} vs 1 (16 connections; wrk shares cpu ${WRK_CPU})`,
-        result,
-        `ideal ${CORES}x`,
-      );
-    },
+  const path = "/predict/cpu_heavy";
+  const result = await compare(
+    [
+      {
+        label: "cpu_heavy (2 ms/item), 1 worker",
+        start: cliServer([BENCH_MODELS], 1),
+        path,
+        body,
+        cpu: false,
+      },
+      {
+        label: `cpu_heavy (2 ms/item), ${CORES} workers`,
+        start: cliServer([BENCH_MODELS], CORES),
+        path,
+        body,
+        cpu: false,
+      },
+    ],
+    16,
+  );
+  report(
+    `5. serve --workers ${CORES} vs 1 (16 connections; wrk shares cpu ${WRK_CPU})`,
+    result,
+    `ideal ${CORES}x`,
   );
 }
 
@@ -567,13 +604,16 @@ async function paired(other: string): Promise<void> {
             join(other, "dist/bench/http/models.js"),
           ]);
   await withServers([baseline, modelkitServer([BENCH_MODELS])], async ([base, current]) => {
-    const variants = [echo(other, base), echo("this checkout", current)] as const;
-    await Promise.all(variants.map((v) => wrk(v.url, v.body, 50, WARMUP_S)));
+    const servers = [base, current] as Server[];
+    const url = (server: Server) => `${server.url}/predict/bench_echo`;
+    await Promise.all(servers.map((server) => wrk(url(server), ECHO_BODY, 50, WARMUP_S)));
     console.log(`
 Paired: CPU µs per request, both loaded at once (${ROUNDS} rounds of 5 s)`);
     const differences: number[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
-      const [a, b] = await Promise.all(variants.map((v) => measure(v, 50, 5)));
+      const [a, b] = await Promise.all(
+        servers.map((server) => measure(url(server), ECHO_BODY, 50, 5, server.pid)),
+      );
       const [cpuA, cpuB] = [a?.cpuUsPerRequest ?? Number.NaN, b?.cpuUsPerRequest ?? Number.NaN];
       differences.push(cpuB - cpuA);
       console.log(
@@ -587,6 +627,7 @@ Paired: CPU µs per request, both loaded at once (${ROUNDS} rounds of 5 s)`);
 }
 
 const scenarios: [string, () => Promise<void>][] = [
+  ["calibration", calibration],
   ["overhead", overhead],
   ["batching", batching],
   ["examples", examples],
