@@ -7,7 +7,7 @@ import Fastify, {
 } from "fastify";
 import type { ModelLibrary } from "../library/library.js";
 import { installJsonBody } from "./json-body.js";
-import { lazyChildLogger, RequestLogController, requestIdOf } from "./logging.js";
+import { requestIdOf, requestLogging } from "./logging.js";
 import { registerOpenApi } from "./openapi.js";
 import { handleError, makeProblem, sendProblem } from "./problem.js";
 import { healthRoutes } from "./routes/health.js";
@@ -39,7 +39,7 @@ export type ServerPlugin = {
 export interface ServerOptions {
   /** The library to serve; `load()` may still be running (readiness says so). */
   library: ModelLibrary;
-  /** pino options for Fastify's logger, or false for none (default: info level to stdout). */
+  /** pino options (with Fastify's `stream` or `file`), or false for none (default: info to stdout). */
   logger?: boolean | FastifyServerOptions["logger"];
   /** A pino logger of your own instead of `logger`. */
   loggerInstance?: FastifyBaseLogger;
@@ -75,18 +75,14 @@ export const DEFAULT_MAX_BATCH_ITEMS = 10_000;
  */
 export async function createServer(options: ServerOptions): Promise<FastifyInstance> {
   const { library } = options;
-  const logging =
-    options.loggerInstance !== undefined
-      ? { loggerInstance: options.loggerInstance }
-      : { logger: options.logger ?? true };
+  const logging = requestLogging({
+    logger: options.logger,
+    loggerInstance: options.loggerInstance,
+    accessLog: options.accessLog ?? false,
+    slowRequestMs: options.slowRequestMs ?? DEFAULT_SLOW_REQUEST_MS,
+  });
   const app = Fastify({
-    ...logging,
-    // Fastify's own access log writes two lines per request; ours is one and opt-in.
-    logController: new RequestLogController({
-      accessLog: options.accessLog ?? false,
-      slowRequestMs: options.slowRequestMs ?? DEFAULT_SLOW_REQUEST_MS,
-    }),
-    childLoggerFactory: lazyChildLogger,
+    ...logging.fastifyOptions,
     // genReqId reads x-request-id itself, to refuse insane values instead of echoing them.
     requestIdHeader: false,
     genReqId: requestIdOf,
@@ -95,6 +91,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     // error handler; without this they answer plain JSON instead of problem+json.
     frameworkErrors: handleError,
   }) as unknown as FastifyInstance;
+  logging.install(app);
 
   let draining = false;
   app.decorate("modelkit", {

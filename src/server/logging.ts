@@ -2,11 +2,19 @@ import { randomFillSync } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import {
   type FastifyBaseLogger,
+  type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  type FastifyServerOptions,
   LogController,
 } from "fastify";
-import type { Bindings, ChildLoggerOptions } from "pino";
+import {
+  type Bindings,
+  type ChildLoggerOptions,
+  type DestinationStream,
+  type LoggerOptions,
+  pino,
+} from "pino";
 
 export const REQUEST_ID_HEADER = "x-request-id";
 /** The field that carries the request id on every log line of a request. */
@@ -43,51 +51,114 @@ function freshRequestId(): string {
 }
 
 export interface RequestLogOptions {
+  /** pino options, or false for no logger (default: info level to stdout). */
+  logger?: boolean | FastifyServerOptions["logger"];
+  /** A pino logger of your own instead of `logger`. */
+  loggerInstance?: FastifyBaseLogger | undefined;
   /** One info line per request (method, url, status, time). Off by default: it costs throughput. */
   accessLog: boolean;
   /** Requests slower than this are logged at warn even without the access log; 0 disables. */
   slowRequestMs: number;
 }
 
-/**
- * Fastify's per-request log lines, made ours: no "incoming request" line, and on completion one
- * line at most: the access line (opt-in) or the slow-request warning. It also echoes the request
- * id on every answer. Fastify calls `incomingRequest` for every request it answers (routes,
- * 404s, router refusals) as soon as the reply exists, and `requestCompleted` for every answer,
- * so neither needs a hook.
- */
-export class RequestLogController extends LogController {
-  readonly #accessLog: boolean;
-  readonly #slowRequestMs: number;
+/** When the request was routed (`performance.now()`), for the slow-request line. */
+const kReceivedAt = Symbol("modelkit.receivedAt");
+type Timed = { [kReceivedAt]: number };
 
-  constructor(options: RequestLogOptions) {
+/**
+ * Fastify's per-request hooks into logging, made ours: no "incoming request" line, and the
+ * request id echoed on every answer. Fastify calls `incomingRequest` for every request it
+ * answers (routes, 404s, router refusals) as soon as the reply exists, so it needs no hook.
+ */
+class RequestLogController extends LogController {
+  readonly #timed: boolean;
+
+  constructor(timed: boolean) {
     super({ disableRequestLogging: true, requestIdLogLabel: REQUEST_ID_LOG_LABEL });
-    this.#accessLog = options.accessLog;
-    this.#slowRequestMs = options.slowRequestMs;
+    this.#timed = timed;
   }
 
   override incomingRequest(request: FastifyRequest, reply: FastifyReply): void {
     reply.header(REQUEST_ID_HEADER, request.id);
+    if (this.#timed) (reply as unknown as Timed)[kReceivedAt] = performance.now();
   }
+}
 
-  override requestCompleted(
-    _error: Error | null | undefined,
-    request: FastifyRequest,
-    reply: FastifyReply,
-  ): void {
-    if (!this.#accessLog && this.#slowRequestMs <= 0) return;
-    const responseTimeMs = reply.elapsedTime;
-    const slow = this.#slowRequestMs > 0 && responseTimeMs >= this.#slowRequestMs;
-    if (!this.#accessLog && !slow) return;
-    const line = {
-      method: request.method,
-      url: request.url,
-      statusCode: reply.statusCode,
-      responseTimeMs: Math.round(responseTimeMs * 1000) / 1000,
-    };
-    if (slow) request.log.warn(line, "slow request");
-    else request.log.info(line, "request completed");
-  }
+/**
+ * The service's logging: the Fastify options it needs, and `install` for the rest, to call on
+ * the new app before anything is registered.
+ *
+ * Fastify itself is given no logger. Any logger of its own turns on two listeners and two clock
+ * reads on every response, only to time requests: 1 to 2 µs of server CPU per request, the
+ * largest single cost of the service beside bare Fastify (BENCHMARKS.md, fourth session). So
+ * `app.log` is the root logger set here, `request.log` a lazy child of it with the request id,
+ * and the requests are timed by the hook each log line needs:
+ * - the access line (opt-in) from an `onResponse` hook, one line per request, at warn when slow;
+ * - otherwise the slow-request warning from an `onSend` hook, timed from routing to the answer
+ *   being handed to Node: a client slow to read its answer is not counted.
+ */
+export function requestLogging(options: RequestLogOptions): {
+  fastifyOptions: FastifyServerOptions;
+  install(app: FastifyInstance): void;
+} {
+  const root = rootLogger(options);
+  const { accessLog, slowRequestMs } = options;
+  const timeAtSend = root !== undefined && !accessLog && slowRequestMs > 0;
+  return {
+    fastifyOptions: {
+      logger: false,
+      logController: new RequestLogController(timeAtSend),
+      ...(root && { childLoggerFactory: lazyChildLoggerOf(root) }),
+    },
+    install(app) {
+      if (root === undefined) return;
+      app.log = root;
+      if (accessLog) {
+        app.addHook("onResponse", (request, reply, done) => {
+          writeRequestLine(request, reply, reply.elapsedTime, slowRequestMs, true);
+          done();
+        });
+      } else if (timeAtSend) {
+        app.decorateReply(kReceivedAt, 0);
+        app.addHook("onSend", (request, reply, payload, done) => {
+          const elapsedMs = performance.now() - (reply as unknown as Timed)[kReceivedAt];
+          if (elapsedMs >= slowRequestMs)
+            writeRequestLine(request, reply, elapsedMs, slowRequestMs);
+          done(null, payload);
+        });
+      }
+    },
+  };
+}
+
+function rootLogger(options: RequestLogOptions): FastifyBaseLogger | undefined {
+  if (options.loggerInstance !== undefined) return options.loggerInstance;
+  const logger = options.logger ?? true;
+  if (logger === false) return undefined;
+  // Fastify's own logger options: pino's, with the destination as `stream` or `file`.
+  const { stream, file, ...pinoOptions } = logger === true ? {} : logger;
+  const destination = stream ?? (file === undefined ? undefined : pino.destination(file));
+  return pino(pinoOptions as LoggerOptions, destination as DestinationStream | undefined);
+}
+
+/** The access line, or the slow-request warning: one line per request at most. */
+function writeRequestLine(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  elapsedMs: number,
+  slowRequestMs: number,
+  access = false,
+): void {
+  const slow = slowRequestMs > 0 && elapsedMs >= slowRequestMs;
+  if (!access && !slow) return;
+  const line = {
+    method: request.method,
+    url: request.url,
+    statusCode: reply.statusCode,
+    responseTimeMs: Math.round(elapsedMs * 1000) / 1000,
+  };
+  if (slow) request.log.warn(line, "slow request");
+  else request.log.info(line, "request completed");
 }
 
 /**
@@ -149,11 +220,11 @@ class LazyRequestLogger implements FastifyBaseLogger {
   }
 }
 
-/** Fastify's `childLoggerFactory`: a `request.log` that costs nothing until it logs. */
-export function lazyChildLogger(
-  logger: FastifyBaseLogger,
-  bindings: Bindings,
-  options: ChildLoggerOptions,
-): FastifyBaseLogger {
-  return new LazyRequestLogger(logger, bindings, options);
+/**
+ * Fastify's `childLoggerFactory`: a `request.log` that costs nothing until it logs. Fastify,
+ * having no logger of its own, hands it a silent parent: the children are made from `root`.
+ */
+function lazyChildLoggerOf(root: FastifyBaseLogger) {
+  return (_silent: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions) =>
+    new LazyRequestLogger(root, bindings, options);
 }

@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { ModelLibrary } from "modelkit-ts";
 import { createServer, type ServerOptions } from "modelkit-ts/server";
@@ -368,6 +370,63 @@ t.test("logs: quiet by default, access log opt-in, slow requests at warn", async
   const warned = slow.logs.filter((line) => line.msg === "slow request");
   t.equal(warned.length, 1, "only the slow one");
   t.match(warned[0], { level: 40, requestId: "slow-1", statusCode: 200 });
+
+  // An error answer is timed too: the 504 of a model over its timeoutMs (50 ms).
+  const failing = await build(t, { slowRequestMs: 30 });
+  const timedOut = await post(failing.app, "/predict/slow_timeout", { ms: 200 });
+  t.equal(timedOut.statusCode, 504);
+  t.match(
+    failing.logs.filter((line) => line.msg === "slow request"),
+    [{ level: 40, statusCode: 504, url: "/predict/slow_timeout", responseTimeMs: Number }],
+  );
+
+  // With the access log, a slow request still writes one line: the warning.
+  const both = await build(t, { accessLog: true, slowRequestMs: 150 });
+  await post(both.app, "/predict/slow", { ms: 200 }, { ...json, "x-request-id": "slow-2" });
+  t.match(
+    both.logs.filter((line) => line.requestId === "slow-2"),
+    [{ level: 40, msg: "slow request", statusCode: 200 }],
+  );
+  t.equal(both.logs.filter((line) => line.requestId === "slow-2").length, 1, "one line");
+});
+
+t.test("app.log and request.log are the service's logger, to a file too", async (t) => {
+  const { app, logs } = await build(t, {
+    plugins: [
+      {
+        plugin: Object.assign(
+          async (instance: App) => {
+            instance.log.info("from a plugin");
+            instance.addHook("preHandler", async (request) => {
+              request.log.info("from a hook");
+            });
+          },
+          { [Symbol.for("skip-override")]: true },
+        ),
+      },
+    ],
+  });
+  app.log.info("from the app");
+  await post(app, "/predict/double", { x: 1 }, { ...json, "x-request-id": "log-1" });
+  t.match(logs, [
+    { level: 30, msg: "from a plugin" },
+    { level: 30, msg: "from the app" },
+    { level: 30, msg: "from a hook", requestId: "log-1" },
+  ]);
+
+  const file = join(t.testdir(), "service.log");
+  const library = new ModelLibrary({ models: [FIXTURES], requiredModels: ["double"] });
+  const toFile = await createServer({ library, logger: { level: "info", file } });
+  t.teardown(() => toFile.close());
+  await library.load();
+  await post(toFile, "/predict/double", "{", { ...json, "x-request-id": "file-1" });
+  const lines = readFileSync(file, "utf8")
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line));
+  t.match(lines, [
+    { level: 30, msg: "request refused", code: "ERR_MALFORMED_JSON", requestId: "file-1" },
+  ]);
 });
 
 t.test("plugins are registered before the routes, so their hooks see every request", async (t) => {
