@@ -1,6 +1,7 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Writable } from "node:stream";
+import { setTimeout } from "node:timers/promises";
 import { ModelLibrary } from "modelkit-ts";
 import { createServer, type ServerOptions } from "modelkit-ts/server";
 import t, { type Test } from "tap";
@@ -420,7 +421,12 @@ t.test("app.log and request.log are the service's logger, to a file too", async 
   t.teardown(() => toFile.close());
   await library.load();
   await post(toFile, "/predict/double", "{", { ...json, "x-request-id": "file-1" });
-  const lines = readFileSync(file, "utf8")
+  // pino opens a file destination asynchronously, as Fastify's own `file` option does.
+  const written = () => (existsSync(file) ? readFileSync(file, "utf8") : "");
+  for (let waited = 0; waited < 2000 && !written().endsWith("\n"); waited += 10) {
+    await setTimeout(10);
+  }
+  const lines = written()
     .trim()
     .split("\n")
     .map((line) => JSON.parse(line));
