@@ -5,6 +5,7 @@ import fp from "fastify-plugin";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { onBatchEvent } from "../library/batcher.js";
 import type { ModelLibrary } from "../library/library.js";
+import { elapsedMsOf } from "./logging.js";
 import { problemCodeOf } from "./problem.js";
 
 /** One dispatched batch, as the dynamic batcher reports it. */
@@ -140,13 +141,15 @@ export const metrics = fp<MetricsOptions>(
     };
 
     // One hook, and not an async one: it runs on every answer, where a promise per request
-    // is measurable (BENCHMARKS.md, overhead with the operations plugins).
-    app.addHook("onResponse", (request, reply, done) => {
+    // is measurable (BENCHMARKS.md, overhead with the operations plugins). `onSend`, not
+    // `onResponse`: an `onResponse` hook turns on Fastify's response listeners for every
+    // request, and the answer is written within microseconds of being handed to Node.
+    app.addHook("onSend", (request, reply, payload, done) => {
       const route = request.routeOptions.url ?? "unmatched";
       const model = modelOf(request);
       requestDuration.observe(
         { method: request.method, route, model, status_code: String(reply.statusCode) },
-        reply.elapsedTime / 1000,
+        elapsedMsOf(reply) / 1000,
       );
       if (PREDICT_ROUTES.has(route)) {
         if (reply.statusCode < 400) {
@@ -157,7 +160,7 @@ export const metrics = fp<MetricsOptions>(
           predictionErrors.inc({ model, code });
         }
       }
-      done();
+      done(null, payload);
     });
 
     let server: Server | undefined;
