@@ -17,8 +17,10 @@ class Slow extends AsyncModel<number, number> {
   protected override async _load(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+  /** Waits `item` ms; a negative item fails. */
   protected override async _predict(item: number): Promise<number> {
     if (item < 0) throw new Error("negative");
+    await new Promise((resolve) => setTimeout(resolve, item));
     return item;
   }
 }
@@ -85,6 +87,9 @@ t.test("request histograms, predictions and errors by model and code", async (t)
   }
   await post(app, "/predict_batch/double", [1, 2, 3, 4]);
   await post(app, "/predict/slow", -1);
+  const started = performance.now();
+  await post(app, "/predict/slow", 120);
+  const tookS = (performance.now() - started) / 1000;
   await post(app, "/predict/double", { not: "a number" });
   await post(app, "/predict/no-such-model-abc", 1);
 
@@ -100,6 +105,14 @@ t.test("request histograms, predictions and errors by model and code", async (t)
     ),
     3,
     "one observation per request, labelled by route template and model",
+  );
+  const waited = sample(
+    text,
+    'modelkit_http_request_duration_seconds_sum{method="POST",route="/predict/:model",model="slow",status_code="200"}',
+  );
+  t.ok(
+    waited !== undefined && waited >= 0.12 && waited <= tookS,
+    `a 120 ms request recorded as ${waited} s, within the ${tookS} s the client saw`,
   );
   t.equal(sample(text, 'modelkit_predictions_total{model="double"}'), 7, "batch counts items");
   t.equal(
