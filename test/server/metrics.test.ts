@@ -110,8 +110,9 @@ t.test("request histograms, predictions and errors by model and code", async (t)
     text,
     'modelkit_http_request_duration_seconds_sum{method="POST",route="/predict/:model",model="slow",status_code="200"}',
   );
+  // Node's timers count from the loop's cached time, so a 120 ms sleep can end a little early.
   t.ok(
-    waited !== undefined && waited >= 0.12 && waited <= tookS,
+    waited !== undefined && waited >= 0.1 && waited <= tookS,
     `a 120 ms request recorded as ${waited} s, within the ${tookS} s the client saw`,
   );
   t.equal(sample(text, 'modelkit_predictions_total{model="double"}'), 7, "batch counts items");
