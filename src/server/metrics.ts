@@ -7,6 +7,7 @@ import { onBatchEvent } from "../library/batcher.js";
 import type { ModelLibrary } from "../library/library.js";
 import { elapsedMsOf } from "./logging.js";
 import { problemCodeOf } from "./problem.js";
+import { RequestDurationHistogram } from "./request-histogram.js";
 
 /** One dispatched batch, as the dynamic batcher reports it. */
 export interface BatchObservation {
@@ -78,13 +79,12 @@ export const metrics = fp<MetricsOptions>(
     const registry = new Registry();
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
 
-    const requestDuration = new Histogram({
-      name: "modelkit_http_request_duration_seconds",
-      help: "HTTP request duration by route, model and status code",
-      labelNames: ["method", "route", "model", "status_code"] as const,
-      buckets: options.durationBuckets ?? DEFAULT_DURATION_BUCKETS,
-      registers: [registry],
-    });
+    const requestDuration = new RequestDurationHistogram(
+      "modelkit_http_request_duration_seconds",
+      "HTTP request duration by route, model and status code",
+      options.durationBuckets ?? DEFAULT_DURATION_BUCKETS,
+      registry,
+    );
     const predictions = new Counter({
       name: "modelkit_predictions_total",
       help: "Items predicted successfully over HTTP, by model",
@@ -147,10 +147,8 @@ export const metrics = fp<MetricsOptions>(
     app.addHook("onSend", (request, reply, payload, done) => {
       const route = request.routeOptions.url ?? "unmatched";
       const model = modelOf(request);
-      requestDuration.observe(
-        { method: request.method, route, model, status_code: String(reply.statusCode) },
-        elapsedMsOf(reply) / 1000,
-      );
+      const seconds = elapsedMsOf(reply) / 1000;
+      requestDuration.observe(request.method, route, model, reply.statusCode, seconds);
       if (PREDICT_ROUTES.has(route)) {
         if (reply.statusCode < 400) {
           const body = request.body;

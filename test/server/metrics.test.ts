@@ -115,6 +115,22 @@ t.test("request histograms, predictions and errors by model and code", async (t)
     waited !== undefined && waited >= 0.1 && waited <= tookS,
     `a 120 ms request recorded as ${waited} s, within the ${tookS} s the client saw`,
   );
+  const slowSeries = 'method="POST",route="/predict/:model",model="slow",status_code="200"';
+  const buckets = text
+    .split("\n")
+    .filter((line) => line.startsWith("modelkit_http_request_duration_seconds_bucket{"))
+    .filter((line) => line.includes(slowSeries));
+  t.same(
+    buckets.map((line) => [/le="([^"]+)"/.exec(line)?.[1], Number(line.split(" ").pop())]),
+    [
+      ...["0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1"].map((le) => [
+        le,
+        0,
+      ]),
+      ...["0.25", "0.5", "1", "2.5", "5", "10", "+Inf"].map((le) => [le, 1]),
+    ],
+    "cumulative buckets: the 120 ms request is first counted at le=0.25, and +Inf is the count",
+  );
   t.equal(sample(text, 'modelkit_predictions_total{model="double"}'), 7, "batch counts items");
   t.equal(
     sample(text, 'modelkit_prediction_errors_total{model="slow",code="ERR_PREDICTION_FAILED"}'),
@@ -137,6 +153,18 @@ t.test("request histograms, predictions and errors by model and code", async (t)
   t.ok(load >= 0.015 && load < 5, `slow load time in seconds (${load})`);
   t.match(text, "# TYPE nodejs_eventloop_lag_p99_seconds gauge", "Node default metrics");
   t.match(text, "process_resident_memory_bytes");
+
+  app.metrics.registry.resetMetrics();
+  await post(app, "/predict/double", 2);
+  const after = await scrape(app);
+  t.notMatch(after, slowSeries, "a reset empties the request histogram too");
+  t.equal(
+    sample(
+      after,
+      'modelkit_http_request_duration_seconds_count{method="POST",route="/predict/:model",model="double",status_code="200"}',
+    ),
+    1,
+  );
 });
 
 t.test("dynamic batches and cache hits", async (t) => {
