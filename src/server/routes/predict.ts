@@ -72,9 +72,13 @@ export async function predictRoutes(
     return name;
   };
 
-  // Serialized here, not by Fastify: a model answering a bare string must still get JSON.
-  const sendJson = (reply: FastifyReply, value: unknown) =>
-    reply.type("application/json; charset=utf-8").send(JSON.stringify(value ?? null));
+  // Serialized here, not by Fastify: a model answering a bare string must still get JSON. The
+  // handlers return this text for Fastify to send, not the reply: a returned reply is adopted
+  // as a thenable, one more promise turn per request.
+  const json = (reply: FastifyReply, value: unknown): string => {
+    reply.type("application/json; charset=utf-8");
+    return JSON.stringify(value ?? null);
+  };
 
   app.post(
     "/predict/:model",
@@ -83,7 +87,7 @@ export async function predictRoutes(
       const name = accept(request, reply);
       if (name === undefined) return reply;
       const prediction = await library.predict(name, request.body, new DisconnectOptions(reply));
-      return sendJson(reply, prediction);
+      return json(reply, prediction);
     },
   );
 
@@ -111,7 +115,7 @@ export async function predictRoutes(
         ]);
       }
       const predictions = await library.predictBatch(name, items, new DisconnectOptions(reply));
-      return sendJson(reply, predictions);
+      return json(reply, predictions);
     },
   );
 }
