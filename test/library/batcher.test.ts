@@ -153,8 +153,12 @@ t.test("a caller that aborts leaves the queue; the batch goes without it", async
   t.teardown(() => lib.close());
   await lib.load();
   // Keep the model busy so later arrivals queue (and wait the 1 s delay) instead of going idle.
-  const busy = lib.predict("batched_echo_slow", { id: 0, waitMs: 50 });
-  await new Promise((resolve) => setTimeout(resolve, 5));
+  // Wait for its batch to start, not a fixed time: on a starved machine a short timer can fire
+  // before the batcher's idle check, and the next arrivals would join that first batch.
+  const busy = lib.predict("batched_echo_slow", { id: 0, waitMs: 200 });
+  while (batchCalls.batched_echo_slow === undefined) {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
   const controller = new AbortController();
   const gone = lib.predict("batched_echo_slow", { id: 1 }, { signal: controller.signal });
   const kept = [2, 3].map((id) => lib.predict("batched_echo_slow", { id }));
