@@ -201,7 +201,8 @@ function wrk(url: string, body: string, connections: number, seconds: number): P
       out += chunk.toString();
     });
     child.once("error", reject);
-    child.once("exit", (code) => {
+    // "close", not "exit": the process can exit before its last output has been read.
+    child.once("close", (code) => {
       children.delete(child);
       const line = out.split("\n").find((l) => l.startsWith("{"));
       if (code !== 0 || line === undefined) {
