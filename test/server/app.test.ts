@@ -401,6 +401,26 @@ t.test("app.log and request.log are the service's logger, to a file too", async 
             instance.addHook("preHandler", async (request) => {
               request.log.info("from a hook");
             });
+            // A route's log options, and a plugin's, apply to its requests' `request.log`.
+            const options = {
+              logLevel: "warn" as const,
+              logSerializers: { secret: () => "[hidden]" },
+            };
+            instance.get("/route-level", options, async (request) => {
+              request.log.info("below the route's level");
+              request.log.warn({ secret: "s3cret" }, "at the route's level");
+              return "ok";
+            });
+            await instance.register(
+              async (child) => {
+                child.get("/plugin-level", async (request) => {
+                  request.log.warn("below the plugin's level");
+                  request.log.error("at the plugin's level");
+                  return "ok";
+                });
+              },
+              { logLevel: "error" },
+            );
           },
           { [Symbol.for("skip-override")]: true },
         ),
@@ -414,6 +434,17 @@ t.test("app.log and request.log are the service's logger, to a file too", async 
     { level: 30, msg: "from the app" },
     { level: 30, msg: "from a hook", requestId: "log-1" },
   ]);
+  logs.length = 0;
+  await app.inject({ url: "/route-level", headers: { "x-request-id": "log-2" } });
+  await app.inject({ url: "/plugin-level", headers: { "x-request-id": "log-3" } });
+  t.match(
+    logs.filter((line) => line.msg !== "from a hook"),
+    [
+      { level: 40, msg: "at the route's level", secret: "[hidden]", requestId: "log-2" },
+      { level: 50, msg: "at the plugin's level", requestId: "log-3" },
+    ],
+  );
+  t.equal(logs.filter((line) => line.msg !== "from a hook").length, 2, "nothing below the levels");
 
   const file = join(t.testdir(), "service.log");
   const library = new ModelLibrary({ models: [FIXTURES], requiredModels: ["double"] });
