@@ -16,6 +16,10 @@ import { type ModelLibraryOptions, type ResolvedOptions, resolveOptions } from "
 
 type AnyModel = BaseModel<unknown, unknown>;
 
+/** The server's entries to `predict` and `predictBatch` (`ModelLibrary[predictEagerly]`). */
+export const predictEagerly = Symbol("modelkit.predictEagerly");
+export const predictBatchEagerly = Symbol("modelkit.predictBatchEagerly");
+
 export type LibraryState = "unloaded" | "loading" | "loaded" | "failed" | "closing" | "closed";
 
 /** One model's state as `/readyz` and `describe` show it. */
@@ -319,6 +323,24 @@ export class ModelLibrary {
     return this.#runner(name).then(
       (created) => created.predictBatch(items, options) as Promise<T[]>,
     );
+  }
+
+  /**
+   * The server's `predict`: a sync model's answer comes as it is, not in a promise, when its
+   * runner exists and nothing needs one (see `ModelRunner.predictEagerly`). Not public: a caller
+   * would have to test every answer for a promise.
+   */
+  [predictEagerly](name: string, item: unknown, options: PredictOptions): unknown {
+    const runner = this.#runners.get(name);
+    if (runner !== undefined) return runner.predictEagerly(item, options);
+    return this.predict(name, item, options);
+  }
+
+  /** The server's `predictBatch`, as `[predictEagerly]` is `predict`. */
+  [predictBatchEagerly](name: string, items: readonly unknown[], options: PredictOptions): unknown {
+    const runner = this.#runners.get(name);
+    if (runner !== undefined) return runner.predictBatchEagerly(items, options);
+    return this.predictBatch(name, items, options);
   }
 
   async #runner(name: string): Promise<ModelRunner> {

@@ -144,6 +144,8 @@ export class ModelRunner {
 
   /** How this model is reached, chosen once: its kind, offloading and cache never change. */
   readonly #route: Route;
+  /** Whether calls race `timeoutMs`. */
+  readonly #timed: boolean;
 
   constructor(
     model: BaseModel<unknown, unknown>,
@@ -152,6 +154,7 @@ export class ModelRunner {
     this.model = model;
     this.#route = routeOf(model, options.offload);
     this.timeoutMs = model.configuration.timeoutMs ?? options.timeoutMs;
+    this.#timed = this.timeoutMs !== undefined && this.timeoutMs > 0;
     const batching = model.configuration.batching;
     if (batching !== undefined) {
       this.batcher = new Batcher(model.configurationKey, batching, {
@@ -170,6 +173,21 @@ export class ModelRunner {
     return this.#withTimeout(options, (inner) => route.one(item, inner));
   }
 
+  /**
+   * `predict`, with a sync model's answer (or throw) given as it is when neither batching nor a
+   * timeout needs the promise: the server's route then makes no promise at all for it.
+   */
+  predictEagerly(item: unknown, options: PredictOptions): unknown {
+    if (this.batcher !== undefined || this.#timed) return this.predict(item, options);
+    return this.#route.one(item, options);
+  }
+
+  /** `predictBatch`, as `predictEagerly` is `predict`. */
+  predictBatchEagerly(items: readonly unknown[], options: PredictOptions): unknown {
+    if (this.batcher !== undefined || this.#timed) return this.predictBatch(items, options);
+    return this.#route.many(items, options);
+  }
+
   predictBatch(items: readonly unknown[], options: PredictOptions = {}): Promise<unknown[]> {
     const batcher = this.batcher;
     return this.#withTimeout(options, (inner) =>
@@ -185,9 +203,8 @@ export class ModelRunner {
     options: PredictOptions,
     call: (options: PredictOptions) => T | Promise<T>,
   ): Promise<T> {
-    const timeoutMs = this.timeoutMs;
-    if (timeoutMs === undefined || timeoutMs <= 0) return settled(call, options);
-    return this.#race(options, call, timeoutMs);
+    if (!this.#timed) return settled(call, options);
+    return this.#race(options, call, this.timeoutMs as number);
   }
 
   async #race<T>(

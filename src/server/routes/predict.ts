@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { didYouMean, ValidationError } from "../../errors.js";
+import { predictBatchEagerly, predictEagerly } from "../../library/library.js";
 import type { PredictOptions } from "../../model/types.js";
 import { makeProblem, sendProblem } from "../problem.js";
 
@@ -73,30 +74,30 @@ export async function predictRoutes(
   };
 
   // Serialized here, not by Fastify: a model answering a bare string must still get JSON. The
-  // handlers return this text for Fastify to send, not the reply: a returned reply is adopted
-  // as a thenable, one more promise turn per request.
+  // handlers are not async and return this text for Fastify to send: a sync model's answer then
+  // takes no promise at all, and a promise is only chained when the model gives one.
   const json = (reply: FastifyReply, value: unknown): string => {
     reply.type("application/json; charset=utf-8");
     return JSON.stringify(value ?? null);
   };
+  const answer = (reply: FastifyReply, prediction: unknown): string | Promise<string> =>
+    isThenable(prediction)
+      ? Promise.resolve(prediction).then((value) => json(reply, value))
+      : json(reply, prediction);
 
-  app.post(
-    "/predict/:model",
-    { schema: { hide: true } },
-    async (request: PredictRequest, reply) => {
-      const name = accept(request, reply);
-      if (name === undefined) return reply;
-      const prediction = await library.predict(name, request.body, new DisconnectOptions(reply));
-      return json(reply, prediction);
-    },
-  );
+  app.post("/predict/:model", { schema: { hide: true } }, (request: PredictRequest, reply) => {
+    const name = accept(request, reply);
+    if (name === undefined) return undefined;
+    const options = new DisconnectOptions(reply);
+    return answer(reply, library[predictEagerly](name, request.body, options));
+  });
 
   app.post(
     "/predict_batch/:model",
     { schema: { hide: true } },
-    async (request: PredictRequest, reply) => {
+    (request: PredictRequest, reply) => {
       const name = accept(request, reply);
-      if (name === undefined) return reply;
+      if (name === undefined) return undefined;
       const items = request.body;
       if (!Array.isArray(items)) {
         throw new ValidationError("ERR_ITEM_VALIDATION", name, [
@@ -114,8 +115,13 @@ export async function predictRoutes(
           { code: items.length === 0 ? "too_small" : "too_big", path: [], message },
         ]);
       }
-      const predictions = await library.predictBatch(name, items, new DisconnectOptions(reply));
-      return json(reply, predictions);
+      const predictOptions = new DisconnectOptions(reply);
+      return answer(reply, library[predictBatchEagerly](name, items, predictOptions));
     },
   );
+}
+
+/** A promise or any object with a `then` method, which `await` would adopt as well. */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === "function";
 }
