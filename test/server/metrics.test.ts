@@ -154,9 +154,14 @@ t.test("request histograms, predictions and errors by model and code", async (t)
   t.match(text, "# TYPE nodejs_eventloop_lag_p99_seconds gauge", "Node default metrics");
   t.match(text, "process_resident_memory_bytes");
 
+  const predicted = 'modelkit_predictions_total{model="double"}';
+  await post(app, "/predict/double", 3);
+  t.equal(sample(await scrape(app), predicted), 8, "the counts add up across scrapes");
+  await post(app, "/predict/double", 4);
   app.metrics.registry.resetMetrics();
   await post(app, "/predict/double", 2);
   const after = await scrape(app);
+  t.equal(sample(after, predicted), 1, "a reset drops the predictions not yet scraped too");
   t.notMatch(after, slowSeries, "a reset empties the request histogram too");
   t.equal(
     sample(
