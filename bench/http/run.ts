@@ -4,7 +4,7 @@
  * (taskset), each comparison runs twice interleaved (A B B A), and medians and ratios are printed.
  * Every process started here is stopped before it returns, on error too.
  *
- * Usage: node dist/bench/http/run.js [--quick] [--seconds N] [--only overhead,batching,examples,memory,workers,calibration]
+ * Usage: node dist/bench/http/run.js [--quick] [--seconds N] [--warmup N] [--only overhead,batching,examples,memory,workers,calibration]
  *        node dist/bench/http/run.js --paired <other checkout>|bare
  * (`npm run bench:http` builds first).
  */
@@ -30,8 +30,11 @@ const selected = (name: string) => (only === undefined ? name !== "calibration" 
 // Long enough for V8 to optimise the request path. Every wrk run opens its connections anew,
 // and Node accepts one connection per event-loop turn (libuv#3696): on a cold server the turns
 // are slow, the last connections wait hundreds of ms to be accepted, and wrk's
-// coordinated-omission correction turns those few waits into a p99 of hundreds of ms.
-const WARMUP_S = quick ? 1 : 15;
+// coordinated-omission correction turns those few waits into a p99 of hundreds of ms. Measured
+// on fresh servers in 2 s windows, p99 is back to a few ms after 4 s of load, and CPU per
+// request is within about 5% of its value at 20 s after 8 s (BENCHMARKS.md, fifth session).
+const warmupIndex = args.indexOf("--warmup");
+const WARMUP_S = warmupIndex !== -1 ? Number(args[warmupIndex + 1]) : quick ? 1 : 8;
 // --seconds N lengthens each measured run, so that the connection ramp at its start weighs less.
 const secondsIndex = args.indexOf("--seconds");
 const MEASURE_S = secondsIndex !== -1 ? Number(args[secondsIndex + 1]) : quick ? 2 : 6;
@@ -297,32 +300,26 @@ async function settle(url: string): Promise<void> {
 
 /**
  * Measures two variants A B B A and returns the medians. Only one server is alive at a time,
- * and each stretch of runs gets a fresh one, warmed up first: A, then B for its two runs, then
- * a new A. With both servers alive on the server core, as this harness used to run them, the
- * one measured second came out slower whatever it was: two identical bare Fastify servers
- * gave 0.86x and 0.93x (BENCHMARKS.md, "the harness's own bias").
+ * and every run gets a fresh one, warmed up first. With both servers alive on the server core,
+ * as this harness used to run them, the one measured second came out slower whatever it was:
+ * two identical bare Fastify servers gave 0.86x and 0.93x. And when B's two runs shared one
+ * process, its second run, the later in that process's life, gave B a lower p99: bare against
+ * bare read 0.62x to 0.76x on p99 (BENCHMARKS.md, fourth and fifth sessions).
  */
 async function compare(
   variants: [Variant, Variant],
   connections: number,
 ): Promise<[Summary, Summary]> {
   const runs: [Measure[], Measure[]] = [[], []];
-  const stretches = [
-    [0, 1],
-    [1, 2],
-    [0, 1],
-  ] as const;
-  for (const [index, count] of stretches) {
+  for (const index of [0, 1, 1, 0] as const) {
     const variant = variants[index];
     await withServers([variant.start], async ([server]) => {
       if (server === undefined) return;
       const url = `${server.url}${variant.path}`;
       await wrk(url, variant.body, connections, WARMUP_S);
-      for (let run = 0; run < count; run++) {
-        await settle(url);
-        const pid = variant.cpu ? server.pid : undefined;
-        runs[index].push(await measure(url, variant.body, connections, MEASURE_S, pid));
-      }
+      await settle(url);
+      const pid = variant.cpu ? server.pid : undefined;
+      runs[index].push(await measure(url, variant.body, connections, MEASURE_S, pid));
     });
   }
   return variants.map((variant, i) => {
