@@ -1,7 +1,7 @@
 /**
  * modelkit-ts: the curated public entry. What is exported here is the contract.
  */
-export { WrappedAsyncModel } from "./bridge/wrapped-async-model.js";
+
 export type {
   CacheStats,
   CacheStatsSnapshot,
@@ -41,3 +41,6 @@ export type {
   PredictContext,
   PredictOptions,
 } from "./model/types.js";
+export { ModelHandle } from "./runtime/model-handle.js";
+export { onThreadEvent, THREAD_CHANNEL, type ThreadEvent } from "./runtime/pool.js";
+export { WrappedAsyncModel } from "./runtime/wrapped-async-model.js";

@@ -21,19 +21,20 @@ export function notFound(name: string, known: Iterable<string>, neededBy?: strin
 
 /**
  * The configuration names `required` needs, dependencies before their dependents, each once.
- * Throws `ERR_CONFIGURATION_NOT_FOUND` for an unknown name and `ERR_DEPENDENCY_CYCLE` naming
- * the cycle.
+ * Names `elsewhere` (models another thread hosts) end the walk. Throws
+ * `ERR_CONFIGURATION_NOT_FOUND` for an unknown name and `ERR_DEPENDENCY_CYCLE` naming the cycle.
  */
 export function loadOrder(
   required: readonly string[],
   registry: ReadonlyMap<string, Registration>,
+  elsewhere: ReadonlySet<string> = new Set(),
 ): string[] {
   const order: string[] = [];
   const done = new Set<string>();
   const path: string[] = [];
 
   const visit = (name: string, neededBy: string | undefined) => {
-    if (done.has(name)) return;
+    if (done.has(name) || elsewhere.has(name)) return;
     const cycleStart = path.indexOf(name);
     if (cycleStart !== -1) {
       const cycle = [...path.slice(cycleStart), name].join(" -> ");

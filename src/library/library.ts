@@ -1,18 +1,34 @@
-import { LibraryThreads } from "../bridge/library-threads.js";
-import { attachCache } from "../cache/chunk.js";
 import { createPredictionCache, type PredictionCache } from "../cache/prediction-cache.js";
 import { didYouMean, ModelkitError } from "../errors.js";
-import type { BaseModel } from "../model/base.js";
+import { type BaseModel, describeModel, pipelineSpecOf } from "../model/base.js";
+import { type MaybePromise, settle } from "../model/maybe.js";
+import { Pipeline, type PipelineSpec } from "../model/pipeline.js";
 import type {
   ModelConfiguration,
   ModelDescription,
+  ModelKind,
   ModelState,
   PredictOptions,
 } from "../model/types.js";
+import { SynckitBridge } from "../runtime/bridge.js";
+import { type AsyncCaller, pathCaller, type SyncCaller } from "../runtime/callers.js";
+import { ModelHandle } from "../runtime/model-handle.js";
+import { ModelPool } from "../runtime/pool.js";
+import type { ElsewhereModel } from "../runtime/pool-protocol.js";
+import { WrappedAsyncModel, type WrappedModelInfo } from "../runtime/wrapped-async-model.js";
 import { dependencyAliases, dependsOnAsync, loadOrder, notFound } from "./graph.js";
 import { type Registration, registerSources } from "./registry.js";
 import { ModelRunner } from "./runner.js";
-import { type ModelLibraryOptions, type ResolvedOptions, resolveOptions } from "./settings.js";
+import {
+  DEFAULT_CANCEL_GRACE_MS,
+  DEFAULT_POOL_SIZE,
+  DEFAULT_TIMEOUT_MS,
+  type LibrarySettings,
+  type ModelLibraryOptions,
+  type ResolvedOptions,
+  resolveOptions,
+} from "./settings.js";
+import { threadModels } from "./thread-spec.js";
 
 type AnyModel = BaseModel<unknown, unknown>;
 
@@ -31,8 +47,28 @@ export interface ModelStatus {
 }
 
 /**
+ * Where a library runs, for the threads the runtime starts (not for library users):
+ * - `main`: the library a program makes; models may run on threads of their own;
+ * - `pool`: inside a model's thread; `elsewhere` names the models it reaches through `home`;
+ * - `bridge`: inside the worker that answers sync models called directly on the main thread.
+ */
+export interface LibraryRuntime {
+  role: "main" | "pool" | "bridge";
+  elsewhere?: Record<string, ElsewhereModel>;
+  home?: { sync: SyncCaller; async: AsyncCaller };
+}
+
+/** Model threads get the main thread's flags (loaders such as tsx), but not `node -e`'s. */
+const THREAD_EXEC_ARGV = process.execArgv.filter((arg) => !arg.startsWith("--input-type"));
+
+/**
  * Loads model classes from modules, builds the required configurations with their
  * dependencies (each once, shared, dependencies first) and serves predictions.
+ *
+ * Every model runs in one place. Async models live on the event loop. A configuration with
+ * `threads: N`, and a sync model that must block on an async one, run on threads of their own
+ * for the library's async path (`predict`, `predictBatch`, the server); their async
+ * dependencies answer from the event loop.
  *
  * @example
  * const library = new ModelLibrary({ models: ["./dist/examples/models.js"] });
@@ -42,6 +78,7 @@ export interface ModelStatus {
  */
 export class ModelLibrary {
   readonly #options: ResolvedOptions;
+  readonly #runtime: LibraryRuntime;
   #registry = new Map<string, Registration>();
   /** Final configuration of every configured name: class declaration, then overrides. */
   readonly #configurations = new Map<string, ModelConfiguration>();
@@ -51,17 +88,22 @@ export class ModelLibrary {
   readonly #building = new Map<string, Promise<AnyModel>>();
   readonly #errors = new Map<string, unknown>();
   readonly #runners = new Map<string, ModelRunner>();
+  readonly #pools = new Map<string, ModelPool>();
   /** Names in the order their load finished: closing walks it backwards. */
   readonly #loaded: string[] = [];
-  /** Worker threads for sync models over async ones (src/bridge/), when there are any. */
-  #threads: LibraryThreads | undefined;
+  /** The worker behind sync models' async dependencies on this thread; started on first use. */
+  #bridge: SynckitBridge | undefined;
   /** Shared by the models with `cachePredictions: true`; none when no served model has it. */
   #cache: PredictionCache | undefined;
   #state: LibraryState = "unloaded";
   #loading: Promise<void> | undefined;
+  /** This library's own async path, as dependencies hosted elsewhere are called. */
+  readonly #path: AsyncCaller = pathCaller(this, () => this.#state === "closed");
 
-  constructor(options: ModelLibraryOptions = {}) {
+  /** @param runtime where the library runs: only the runtime's threads pass one. */
+  constructor(options: ModelLibraryOptions = {}, runtime: LibraryRuntime = { role: "main" }) {
     this.#options = resolveOptions(options);
+    this.#runtime = runtime;
   }
 
   get state(): LibraryState {
@@ -94,7 +136,8 @@ export class ModelLibrary {
       this.#registry = await registerSources(this.#options.models);
       this.#resolveConfigurations();
       const required = this.#options.requiredModels ?? [...this.#registry.keys()];
-      this.#order = loadOrder(required, this.#registry);
+      const elsewhere = new Set(Object.keys(this.#runtime.elsewhere ?? {}));
+      this.#order = loadOrder(required, this.#registry, elsewhere);
       const caching = this.#order.some(
         (name) => this.#configurations.get(name)?.modelSettings?.cachePredictions === true,
       );
@@ -103,31 +146,24 @@ export class ModelLibrary {
         // Bounded: a Redis that is down delays the start by a second, then items are computed.
         await this.#cache?.ready();
       }
-      this.#threads = LibraryThreads.plan({
-        order: this.#order,
-        registry: this.#registry,
-        configurations: this.#configurations,
-        settings: this.#options.settings,
-        dependsOnAsync: (name) => this.dependsOnAsync(name),
-      });
+      this.#bridge = this.#planBridge();
     } catch (error) {
       this.#state = "failed";
       throw error;
     }
-    // Worker threads start now, whatever the loading mode: their first call costs a cold start.
-    const threads = this.#threads?.start() ?? Promise.resolve();
     if (this.#options.settings.lazyLoading) {
-      await threads.catch((error: unknown) => {
-        this.#state = "failed";
-        throw error;
-      });
       this.#state = "loaded";
       return;
     }
     // Every model is started at once; each awaits its own dependencies, so independent async
-    // loads overlap and a shared dependency is built exactly once.
-    const builds = this.#order.map((name) => this.#build(name));
-    const results = await Promise.allSettled([...builds, threads]);
+    // loads overlap and a shared dependency is built exactly once. Threads load meanwhile.
+    const builds = this.#order
+      .filter((name) => this.#local(name))
+      .map((name) => settle(() => this.#build(name)));
+    const pools = this.#order
+      .filter((name) => this.#threaded(name))
+      .map((name) => this.#pool(name).start());
+    const results = await Promise.allSettled([...builds, ...pools]);
     const failed = results.find((result) => result.status === "rejected");
     this.#state = failed ? "failed" : "loaded";
     if (failed) throw failed.reason;
@@ -152,67 +188,212 @@ export class ModelLibrary {
     }
   }
 
-  #build(name: string): Promise<AnyModel> {
-    let building = this.#building.get(name);
-    if (building === undefined) {
-      building = this.#buildOnce(name);
-      this.#building.set(name, building);
-    }
-    return building;
+  #kind(name: string): ModelKind {
+    return (
+      this.#runtime.elsewhere?.[name]?.kind ?? (this.#registry.get(name)?.cls.kind as ModelKind)
+    );
   }
 
-  async #buildOnce(name: string): Promise<AnyModel> {
-    try {
-      const dependencies = new Map<string, unknown>();
-      for (const [alias, dependency] of this.#dependencies(name)) {
-        dependencies.set(alias, await this.#build(dependency));
-      }
-      const model = this.#construct(name, dependencies);
-      await this.#threads?.ready(name); // its `_load` may call its wrapped async dependencies
-      await model.load();
-      return this.#register(name, model);
-    } catch (error) {
-      this.#errors.set(name, error);
-      throw error;
-    }
+  /**
+   * True when `name` runs on threads of its own: it declares `threads`, or it is a sync model
+   * that must block on an async one, which the event loop never does. Only the program's own
+   * library starts threads; inside them every model runs where it is called.
+   */
+  #threaded(name: string): boolean {
+    if (this.#runtime.role !== "main") return false;
+    if (this.#configurations.get(name)?.threads !== undefined) return true;
+    return this.#kind(name) === "sync" && dependsOnAsync(name, this.#registry);
   }
 
-  /** The lazy, synchronous twin of `#build`: for `get` of a model that loads synchronously. */
-  #buildSync(name: string): AnyModel {
+  /** True when this thread holds an instance of `name`. */
+  #local(name: string): boolean {
+    if (this.#runtime.elsewhere?.[name] !== undefined) return false;
+    return !(this.#kind(name) === "async" && this.#threaded(name));
+  }
+
+  /**
+   * Builds and loads `name` once (its dependencies first), shared by every caller. The model
+   * comes back as it is when its whole tree loads synchronously (a lazy `get` relies on it),
+   * in a promise otherwise.
+   */
+  #build(name: string): MaybePromise<AnyModel> {
     const built = this.#models.get(name);
     if (built !== undefined) return built;
-    if (this.#building.has(name)) throw this.#loadsAsync(name);
-    const dependencies = new Map<string, unknown>();
-    for (const [alias, dependency] of this.#dependencies(name)) {
-      dependencies.set(alias, this.#buildSync(dependency));
+    const building = this.#building.get(name);
+    if (building !== undefined) return building;
+    let result: MaybePromise<AnyModel>;
+    try {
+      result = this.#buildOnce(name);
+    } catch (error) {
+      this.#errors.set(name, error);
+      this.#building.set(name, Promise.reject(error));
+      this.#building.get(name)?.catch(() => {}); // reported by the caller that built it
+      throw error;
     }
-    const model = this.#construct(name, dependencies);
-    const loading = model.load();
-    this.#building.set(
-      name,
-      loading.then(() => model),
-    );
-    if (model.state === "failed") {
-      loading.catch(() => {}); // the error is thrown here, synchronously
-      this.#errors.set(name, model.loadError);
-      throw model.loadError;
-    }
-    if (model.state !== "loaded") {
-      loading.then(
-        () => this.#register(name, model),
-        (error: unknown) => this.#errors.set(name, error),
-      );
-      throw this.#loadsAsync(name);
-    }
-    return this.#register(name, model);
+    const settled = Promise.resolve(result);
+    this.#building.set(name, settled);
+    settled.catch((error: unknown) => this.#errors.set(name, error));
+    return result;
   }
 
-  #loadsAsync(name: string): ModelkitError {
-    return new ModelkitError(
-      "ERR_MODEL_NOT_LOADED",
-      `${name} loads asynchronously: use \`await library.getAsync("${name}")\``,
-      { modelName: name },
+  #buildOnce(name: string): MaybePromise<AnyModel> {
+    const entries = [...this.#dependencies(name)];
+    const dependencies = new Map<string, unknown>();
+    const from = (start: number): MaybePromise<AnyModel> => {
+      for (let i = start; i < entries.length; i++) {
+        const [alias, dependency] = entries[i] as [string, string];
+        const resolved = this.#dependency(name, dependency);
+        if (resolved instanceof Promise) {
+          return resolved.then((value) => {
+            dependencies.set(alias, value);
+            return from(i + 1);
+          });
+        }
+        dependencies.set(alias, resolved);
+      }
+      const model = this.#construct(name, dependencies);
+      const loading = model.load();
+      if (model.state === "loaded") return this.#register(name, model);
+      if (model.state === "failed") {
+        loading.catch(() => {}); // thrown here instead
+        throw model.loadError;
+      }
+      return loading.then(() => this.#register(name, model));
+    };
+    return from(0);
+  }
+
+  /**
+   * What `owner` gets for its dependency `name`: the model itself where both run on this
+   * thread and the kinds allow a direct call; otherwise a stand-in with the same methods,
+   * synchronous for a sync owner (`WrappedAsyncModel`), promises for an async one
+   * (`ModelHandle`).
+   */
+  #dependency(owner: string, name: string): unknown {
+    const sync = this.#kind(owner) === "sync";
+    const home = this.#runtime.home;
+    if (!this.#local(name)) {
+      if (home !== undefined) {
+        return sync ? this.#wrap(home.sync, name) : new ModelHandle(home.async, this.#info(name));
+      }
+      return sync ? this.#wrap(this.#bridge as SyncCaller, name) : this.#handle(name);
+    }
+    if (this.#kind(name) === "async") {
+      if (sync) return this.#wrap(home?.sync ?? (this.#bridge as SyncCaller), name);
+      return this.#build(name);
+    }
+    // A sync model that runs on threads of its own is called on them by async owners.
+    if (!sync && this.#threaded(name)) return this.#handle(name);
+    return this.#build(name);
+  }
+
+  #wrap(caller: SyncCaller, name: string): WrappedAsyncModel {
+    return new WrappedAsyncModel(caller, this.#info(name));
+  }
+
+  #handle(name: string): ModelHandle {
+    return new ModelHandle(this.#path, this.#info(name));
+  }
+
+  #info(name: string): WrappedModelInfo {
+    const elsewhere = this.#runtime.elsewhere?.[name];
+    if (elsewhere !== undefined) return elsewhere;
+    const configuration = this.#configurations.get(name) ?? {};
+    const batchSize = configuration.modelSettings?.batchSize;
+    return {
+      configurationKey: name,
+      batchSize: typeof batchSize === "number" && batchSize > 0 ? batchSize : undefined,
+      timeoutMs: this.#timeoutMs(name),
+    };
+  }
+
+  /** The model's timeout on the library's path: its own, the library's, else the default. */
+  #timeoutMs(name: string): number {
+    const configured = this.#configurations.get(name)?.timeoutMs;
+    return configured ?? this.#options.settings.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  /**
+   * The worker behind the async dependencies of this thread's sync models, when they are
+   * called directly here (see `SynckitBridge`). Planned at load, where a class a worker could
+   * not import fails the load with a clear error; started on its first call.
+   */
+  #planBridge(): SynckitBridge | undefined {
+    if (this.#runtime.home !== undefined) return undefined;
+    const wrapped = new Set<string>();
+    for (const name of this.#order) {
+      if (!this.#local(name) || this.#kind(name) !== "sync") continue;
+      for (const dependency of this.#dependencies(name).values()) {
+        if (this.#kind(dependency) === "async") wrapped.add(dependency);
+      }
+    }
+    if (wrapped.size === 0) return undefined;
+    const names = [...wrapped];
+    const { models, configuration } = threadModels(names, this.#registry, this.#configurations, {
+      reason: "it is an async model behind a WrappedAsyncModel",
+      builtThere: () => true,
+    });
+    return new SynckitBridge(
+      { models, configuration, requiredModels: names, settings: this.#threadSettings() },
+      {
+        maxTimeoutMs: Math.max(...names.map((name) => this.#timeoutMs(name))),
+        execArgv: THREAD_EXEC_ARGV,
+      },
     );
+  }
+
+  /** The settings of a thread's library: models are served there directly, never cached. */
+  #threadSettings(): LibrarySettings {
+    const { timeoutMs } = this.#options.settings;
+    return {
+      lazyLoading: false,
+      cache: { provider: "none" },
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    };
+  }
+
+  /** The threads of `name`, made on first use. */
+  #pool(name: string): ModelPool {
+    let pool = this.#pools.get(name);
+    if (pool !== undefined) return pool;
+    const configuration = this.#configurations.get(name) ?? {};
+    // The thread builds the model and its sync dependencies; async ones answer from here.
+    const builtThere = (dependency: string) =>
+      dependency === name || this.#kind(dependency) === "sync";
+    const { models, configuration: built } = threadModels(
+      [name],
+      this.#registry,
+      this.#configurations,
+      {
+        reason:
+          configuration.threads === undefined
+            ? "it calls an async model, and blocks while it waits"
+            : "it declares threads",
+        builtThere,
+      },
+    );
+    const elsewhere: Record<string, ElsewhereModel> = {};
+    for (const builtName of Object.keys(built)) {
+      for (const dependency of dependencyAliases(built[builtName] as ModelConfiguration).values()) {
+        if (!builtThere(dependency))
+          elsewhere[dependency] = { ...this.#info(dependency), kind: "async" };
+      }
+    }
+    const { settings } = this.#options;
+    const threads = configuration.threads ?? settings.poolSize ?? DEFAULT_POOL_SIZE;
+    pool = new ModelPool(
+      { host: name, models, configuration: built, elsewhere, settings: this.#threadSettings() },
+      {
+        threads,
+        warm: configuration.threads ?? 1,
+        home: this.#path,
+        stuckAfterMs: settings.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS,
+        maxQueue: Math.max(1024, 64 * threads),
+        execArgv: THREAD_EXEC_ARGV,
+      },
+    );
+    this.#pools.set(name, pool);
+    return pool;
   }
 
   /** alias -> configuration name of `name`'s dependencies. */
@@ -223,24 +404,17 @@ export class ModelLibrary {
   #construct(name: string, dependencies: Map<string, unknown>): AnyModel {
     const registration = this.#registry.get(name) as Registration;
     const configuration = this.#configurations.get(name) ?? {};
-    if (registration.cls.kind === "sync") {
-      // A sync model cannot await: its async dependencies answer through the bridge worker.
-      for (const [alias, dependency] of this.#dependencies(name)) {
-        if ((dependencies.get(alias) as AnyModel).kind === "async") {
-          dependencies.set(alias, (this.#threads as LibraryThreads).wrap(dependency));
-        }
-      }
-    }
-    const model = new registration.cls({
+    const cache =
+      this.#cache !== undefined && configuration.modelSettings?.cachePredictions === true
+        ? this.#cache
+        : undefined;
+    return new registration.cls({
       configurationKey: name,
       configuration,
       modelSettings: configuration.modelSettings ?? {},
       modelDependencies: dependencies,
+      ...(cache === undefined ? {} : { cache }),
     });
-    if (this.#cache !== undefined && model.modelSettings.cachePredictions === true) {
-      attachCache(model, this.#cache);
-    }
-    return model;
   }
 
   #register(name: string, model: AnyModel): AnyModel {
@@ -253,14 +427,16 @@ export class ModelLibrary {
 
   /**
    * The loaded model `name`. With `lazyLoading`, builds and loads it on first use when it
-   * loads synchronously; otherwise use `getAsync`.
+   * loads synchronously; otherwise use `getAsync`. A model that runs only on threads of its
+   * own (an async model with `threads`) is given as a `ModelHandle`.
    */
   get<M = AnyModel>(name: string): M {
     const model = this.#models.get(name);
     if (model !== undefined) return model as M;
     this.#assertServed(name);
+    if (this.#state === "loaded" && !this.#local(name)) return this.#handle(name) as M;
     if (this.#options.settings.lazyLoading && this.#state === "loaded") {
-      return this.#buildSync(name) as M;
+      return this.#buildNow(name) as M;
     }
     throw this.#notLoaded(name);
   }
@@ -270,10 +446,26 @@ export class ModelLibrary {
     const model = this.#models.get(name);
     if (model !== undefined) return model as M;
     this.#assertServed(name);
+    if (this.#state === "loaded" && !this.#local(name)) return this.#handle(name) as M;
     if (this.#options.settings.lazyLoading && this.#state === "loaded") {
       return (await this.#build(name)) as M;
     }
     throw this.#notLoaded(name);
+  }
+
+  /**
+   * Lazy `get`: builds `name` now when everything it needs loads synchronously; a model with
+   * an asynchronous `_load` somewhere in its tree is refused (use `getAsync`).
+   */
+  #buildNow(name: string): AnyModel {
+    const built = this.#build(name);
+    if (!(built instanceof Promise)) return built;
+    built.catch(() => {}); // reported by getAsync, or by status()
+    throw new ModelkitError(
+      "ERR_MODEL_NOT_LOADED",
+      `${name} loads asynchronously: use \`await library.getAsync("${name}")\``,
+      { modelName: name },
+    );
   }
 
   /** True when `name` is served by this library (loaded, or loadable lazily). */
@@ -301,12 +493,11 @@ export class ModelLibrary {
   }
 
   /**
-   * Predicts one item on the library's async path (the one the server uses): async models are
-   * awaited, sync ones called directly, with the model's timeout applied.
+   * Predicts one item on the library's async path (the one the server uses): with the model's
+   * dynamic batching, cache and timeout, wherever the model runs.
    */
   predict<T = unknown>(name: string, item: unknown, options?: PredictOptions): Promise<T> {
-    // Not async, like predictBatch: once the runner exists a call makes one promise, not three,
-    // and takes one microtask turn, not four (about 0.6 µs a request, see BENCHMARKS.md).
+    // Not async, like predictBatch: once the runner exists a call makes one promise, not three.
     const runner = this.#runners.get(name);
     if (runner !== undefined) return runner.predict(item, options) as Promise<T>;
     return this.#runner(name).then((created) => created.predict(item, options) as Promise<T>);
@@ -326,9 +517,9 @@ export class ModelLibrary {
   }
 
   /**
-   * The server's `predict`: a sync model's answer comes as it is, not in a promise, when its
-   * runner exists and nothing needs one (see `ModelRunner.predictEagerly`). Not public: a caller
-   * would have to test every answer for a promise.
+   * The server's `predict`: a sync model's answer comes as it is, not in a promise, once its
+   * runner exists (see `ModelRunner.predictEagerly`). Not public: a caller would have to test
+   * every answer for a promise.
    */
   [predictEagerly](name: string, item: unknown, options: PredictOptions): unknown {
     const runner = this.#runners.get(name);
@@ -345,33 +536,68 @@ export class ModelLibrary {
 
   async #runner(name: string): Promise<ModelRunner> {
     let runner = this.#runners.get(name);
-    if (runner === undefined) {
-      const model = await this.getAsync<AnyModel>(name);
-      runner = this.#runners.get(name);
-      if (runner === undefined) {
-        runner = new ModelRunner(model, {
-          timeoutMs: this.#options.settings.timeoutMs,
-          offload: this.#threads?.offload(name),
-        });
-        this.#runners.set(name, runner);
-      }
-    }
+    if (runner !== undefined) return runner;
+    const pipeline = await this.#pipeline(name);
+    runner = this.#runners.get(name);
+    if (runner !== undefined) return runner;
+    const configuration = this.#configurations.get(name) ?? {};
+    const cls = this.#registry.get(name)?.cls as
+      | { itemSchema?: PipelineSpec["itemSchema"] }
+      | undefined;
+    const awaitsCache = pipeline.cached && this.#cache?.synchronous === false;
+    runner = new ModelRunner({
+      pipeline,
+      itemSchema: cls?.itemSchema,
+      batching: configuration.batching,
+      batchSize: this.#info(name).batchSize,
+      timeoutMs: this.#timeoutMs(name),
+      synchronous: this.#kind(name) === "sync" && !this.#threaded(name) && !awaitsCache,
+    });
+    this.#runners.set(name, runner);
     return runner;
   }
 
-  /** True when `name` is a sync model with an async model somewhere below it. */
-  dependsOnAsync(name: string): boolean {
-    return this.#registry.get(name)?.cls.kind === "sync" && dependsOnAsync(name, this.#registry);
+  /**
+   * The pipeline of the library's path for `name`: the model's own validation, the library's
+   * cache when the model asks for it, and its computation where the model runs.
+   */
+  async #pipeline(name: string): Promise<Pipeline> {
+    const configuration = this.#configurations.get(name) ?? {};
+    const cache = configuration.modelSettings?.cachePredictions === true ? this.#cache : undefined;
+    if (!this.#threaded(name)) {
+      const model = await this.getAsync<AnyModel>(name);
+      return new Pipeline({ ...pipelineSpecOf(model), cache });
+    }
+    const pool = this.#pool(name);
+    await pool.start();
+    const cls = (this.#registry.get(name) as Registration).cls as unknown as PipelineSpec;
+    return new Pipeline({
+      name,
+      itemSchema: cls.itemSchema,
+      returnSchema: cls.returnSchema,
+      batchFirst: pool.batchFirst,
+      modelSettings: configuration.modelSettings ?? {},
+      computeMany: (items, context) => pool.compute(items, context),
+      cache,
+    });
   }
 
   /** Each served model's state, load time and load error. */
   status(): ModelStatus[] {
     return this.#order.map((name) => {
       const model = this.#models.get(name);
-      const error = this.#errors.get(name);
-      const state =
-        model?.state ??
-        (error !== undefined ? "failed" : this.#building.has(name) ? "loading" : "unloaded");
+      const pool = this.#pools.get(name);
+      const error = this.#errors.get(name) ?? pool?.loadError;
+      // A model with threads is loaded once its instance here (if any) and its threads are.
+      const parts: ModelState[] = [];
+      if (this.#local(name)) {
+        parts.push(
+          model?.state ??
+            (this.#errors.has(name) ? "failed" : this.#building.has(name) ? "loading" : "unloaded"),
+        );
+      }
+      if (pool !== undefined) parts.push(pool.state);
+      const state = STATE_PRECEDENCE.find((candidate) => parts.includes(candidate)) ?? "unloaded";
       const status: ModelStatus = { name, state };
       if (model?.loadTimeMs !== undefined) status.loadTimeMs = model.loadTimeMs;
       if (error !== undefined) status.error = describeError(error);
@@ -381,16 +607,34 @@ export class ModelLibrary {
 
   /** What `describe()` of each loaded model says, in load order. */
   describe(): ModelDescription[] {
-    return this.#order.flatMap((name) => this.#models.get(name)?.describe() ?? []);
+    const states = new Map(this.status().map((status) => [status.name, status]));
+    return this.#order.flatMap((name) => {
+      const model = this.#models.get(name);
+      if (model !== undefined) return [model.describe()];
+      if (this.#local(name) || states.get(name)?.state !== "loaded") return [];
+      const configuration = this.#configurations.get(name) ?? {};
+      return [
+        describeModel((this.#registry.get(name) as Registration).cls, {
+          configurationKey: name,
+          configuration,
+          modelSettings: configuration.modelSettings ?? {},
+          dependencies: [...this.#dependencies(name).keys()],
+          state: "loaded",
+          loadTimeMs: undefined,
+        }),
+      ];
+    });
   }
 
-  /** Closes every model once, dependents before their dependencies. */
+  /** Closes every model once, dependents before their dependencies, then the threads. */
   async close(): Promise<void> {
     if (this.#state === "closed" || this.#state === "closing") return;
     this.#state = "closing";
     // A load still running must finish first, or its models would never be closed.
     await Promise.allSettled(this.#building.values());
     const errors: unknown[] = [];
+    const results = await Promise.allSettled([...this.#pools.values()].map((pool) => pool.close()));
+    for (const result of results) if (result.status === "rejected") errors.push(result.reason);
     for (const name of [...this.#loaded].reverse()) {
       try {
         await this.#models.get(name)?.close();
@@ -398,17 +642,22 @@ export class ModelLibrary {
         errors.push(error);
       }
     }
-    try {
-      await this.#threads?.close();
-    } catch (error) {
-      errors.push(error);
-    }
+    this.#bridge?.close();
     await this.#cache?.close(); // never throws: a Redis already gone is simply dropped
     this.#state = "closed";
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) throw new AggregateError(errors, "several models failed to close");
   }
 }
+
+/** The state of a model made of several parts: the first of these that any part is in. */
+const STATE_PRECEDENCE: readonly ModelState[] = [
+  "failed",
+  "closed",
+  "loading",
+  "unloaded",
+  "loaded",
+];
 
 function describeError(error: unknown): { code?: string; message: string } {
   if (error instanceof Error) {

@@ -1,84 +1,174 @@
-import type { ThreadPool } from "../bridge/pool.js";
-import { cacheOf, needsAsyncCachePath, throughAsyncCache } from "../cache/chunk.js";
+import type { ZodType } from "zod";
 import { ModelkitError } from "../errors.js";
-import type { AsyncModel } from "../model/async-model.js";
-import type { BaseModel } from "../model/base.js";
-import type { Model } from "../model/model.js";
-import type { ModelClassStatics, PredictOptions } from "../model/types.js";
+import { contextOf } from "../model/base.js";
+import { batchInChunks } from "../model/chunking.js";
+import { type MaybePromise, settle } from "../model/maybe.js";
+import type { Pipeline } from "../model/pipeline.js";
+import type { BatchingConfiguration, PredictOptions } from "../model/types.js";
 import { Batcher } from "./batcher.js";
 
-/** One model's predict and predictBatch, as the library's async path must call them. */
-interface Route {
-  one(item: unknown, options: PredictOptions): unknown;
-  many(items: readonly unknown[], options: PredictOptions): unknown[] | Promise<unknown[]>;
+export interface RunnerOptions {
+  pipeline: Pipeline;
+  itemSchema: ZodType | undefined;
+  batching: BatchingConfiguration | undefined;
+  /** The model's `modelSettings.batchSize`: chunks of a `predictBatch` without batching. */
+  batchSize: number | undefined;
+  /** 0: no timeout. */
+  timeoutMs: number;
+  /**
+   * Every call answers before it returns (a sync model on this thread, with no cache to
+   * await): its timeout is checked when it returns, since nothing can interrupt it.
+   */
+  synchronous: boolean;
 }
 
 /**
- * Async models are awaited; a sync model whose tree holds an async model runs on a pool thread,
- * off the event loop (with a cache, this thread looks up and writes, the pool computes the
- * misses); a sync model with an asynchronous (Redis) cache awaits its lookups around a
- * synchronous computation; any other sync model is called directly.
+ * The library's async path for one model: its pipeline (which knows where the model computes),
+ * through its dynamic batching when it has one, within its timeout. The one place where a
+ * prediction's time is bounded.
  */
-function routeOf(model: BaseModel<unknown, unknown>, offload: ThreadPool | undefined): Route {
-  const name = model.configurationKey;
-  if (model.kind === "async") {
-    const async = model as AsyncModel;
-    return {
-      one: (item, options) => async.predict(item, options),
-      many: (items, options) => async.predictBatch(items, options),
-    };
-  }
-  const sync = model as Model;
-  if (offload !== undefined && cacheOf(model) !== undefined) {
-    const compute = (options: PredictOptions) => (misses: unknown[]) =>
-      offload.compute(name, misses, options);
-    return {
-      one: (item, options) =>
-        sync[throughAsyncCache]([item], options, true, compute(options)).then(([p]) => p),
-      many: (items, options) => sync[throughAsyncCache](items, options, false, compute(options)),
-    };
-  }
-  if (offload !== undefined) {
-    return {
-      one: (item, options) => offload.predict(name, item, options),
-      many: (items, options) => offload.predictBatch(name, items, options),
-    };
-  }
-  if (needsAsyncCachePath(model)) {
-    return {
-      one: (item, options) => sync[throughAsyncCache]([item], options, true).then(([p]) => p),
-      many: (items, options) => sync[throughAsyncCache](items, options, false),
-    };
-  }
-  return {
-    one: (item, options) => sync.predict(item, options),
-    many: (items, options) => sync.predictBatch(items, options),
-  };
-}
+export class ModelRunner {
+  readonly name: string;
+  readonly timeoutMs: number;
+  /** Gathers concurrent calls into batches when the configuration asks for `batching`. */
+  readonly batcher: Batcher | undefined;
+  readonly #pipeline: Pipeline;
+  readonly #batchSize: number | undefined;
+  readonly #synchronous: boolean;
 
-/**
- * `call(options)` as a promise, a synchronous throw (a sync model's validation error) as a
- * rejection. Not an async function: a sync model's answer costs one resolved promise, and an
- * async model's promise is passed on as it is, without the two extra turns `return` of a
- * promise from an async function takes.
- */
-function settled<T>(
-  call: (options: PredictOptions) => T | Promise<T>,
-  options: PredictOptions,
-): Promise<T> {
-  try {
-    return Promise.resolve(call(options));
-  } catch (error) {
-    return Promise.reject(error);
+  constructor(options: RunnerOptions) {
+    this.name = options.pipeline.name;
+    this.#pipeline = options.pipeline;
+    this.#batchSize = options.batchSize;
+    this.timeoutMs = options.timeoutMs;
+    this.#synchronous = options.synchronous;
+    if (options.batching !== undefined) {
+      this.batcher = new Batcher(this.name, options.batching, {
+        itemSchema: options.itemSchema,
+        run: (items, context) => this.#many(items, context),
+      });
+    }
+  }
+
+  predict(item: unknown, options: PredictOptions = {}): Promise<unknown> {
+    return settle(() => this.predictEagerly(item, options));
+  }
+
+  predictBatch(items: readonly unknown[], options: PredictOptions = {}): Promise<unknown[]> {
+    return settle(() => this.predictBatchEagerly(items, options));
+  }
+
+  /**
+   * `predict`, answered as it comes: a sync model's value (or throw) is given as it is, so the
+   * server's route makes no promise for it.
+   */
+  predictEagerly(item: unknown, options: PredictOptions): MaybePromise<unknown> {
+    const batcher = this.batcher;
+    if (batcher !== undefined)
+      return this.#timed(options, (inner) => batcher.submitOne(item, inner));
+    return this.#timed(options, (inner) =>
+      this.#pipeline.predict(item, contextOf(inner), inner.forceCompute),
+    );
+  }
+
+  /** `predictBatch`, as `predictEagerly` is `predict`. */
+  predictBatchEagerly(items: readonly unknown[], options: PredictOptions): MaybePromise<unknown[]> {
+    const batcher = this.batcher;
+    if (batcher !== undefined) return this.#timed(options, (inner) => batcher.submit(items, inner));
+    return this.#timed(options, (inner) => this.#many(items, inner));
+  }
+
+  /** A list through the pipeline, in chunks of the model's `batchSize`. */
+  #many(items: readonly unknown[], options: PredictOptions): MaybePromise<unknown[]> {
+    if (items.length === 0) return [];
+    const context = contextOf(options);
+    const size = this.#batchSize ?? items.length;
+    return batchInChunks(
+      items,
+      size,
+      (chunk, step) => this.#pipeline.predictChunk(chunk, step, context, options.forceCompute),
+      undefined,
+    );
+  }
+
+  /**
+   * `call` within the timeout. An asynchronous answer races a timer: past it the caller gets
+   * `ERR_PREDICTION_TIMEOUT` at once and the signal the call was given aborts. A synchronous
+   * answer that came back past the deadline is refused the same way: the caller asked for an
+   * answer in time, and the model could not be stopped sooner.
+   */
+  #timed<T>(
+    options: PredictOptions,
+    call: (options: PredictOptions) => MaybePromise<T>,
+  ): MaybePromise<T> {
+    if (this.timeoutMs <= 0) return call(options);
+    if (this.#synchronous) return this.#deadline(options, call);
+    const inner = new TimeoutOptions(options);
+    let answer: MaybePromise<T>;
+    try {
+      answer = call(inner);
+    } catch (error) {
+      inner.release();
+      throw error;
+    }
+    if (!(answer instanceof Promise)) {
+      inner.release();
+      return answer;
+    }
+    const pending = answer;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const error = this.#timeoutError();
+        inner.timeOut(error);
+        reject(error);
+      }, this.timeoutMs);
+      const finish = () => {
+        clearTimeout(timer);
+        inner.release();
+      };
+      pending.then(
+        (value) => {
+          finish();
+          resolve(value);
+        },
+        (error: unknown) => {
+          finish();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  #deadline<T>(
+    options: PredictOptions,
+    call: (options: PredictOptions) => MaybePromise<T>,
+  ): MaybePromise<T> {
+    const started = performance.now();
+    const late = () => performance.now() - started > this.timeoutMs;
+    let answer: MaybePromise<T>;
+    try {
+      answer = call(options);
+    } catch (error) {
+      throw late() ? this.#timeoutError() : error;
+    }
+    if (late()) throw this.#timeoutError();
+    return answer;
+  }
+
+  #timeoutError(): ModelkitError {
+    return new ModelkitError(
+      "ERR_PREDICTION_TIMEOUT",
+      `${this.name} did not answer within ${this.timeoutMs} ms`,
+      { modelName: this.name },
+    );
   }
 }
 
 /**
  * The options a call runs with under a timeout: `signal` aborts when the caller's does or when
  * the timeout passes. Its AbortController is made, and tied to the caller's signal, on the first
- * read of `signal`: most models never read it, and two AbortControllers (the server's one for
- * a client disconnect included) with an abort listener added and removed cost more server CPU
- * per request than the rest of the library's path (BENCHMARKS.md, example `analyze`).
+ * read of `signal`: most models never read it, and controllers and listeners made for every
+ * request are a measurable part of its cost.
  */
 class TimeoutOptions implements PredictOptions {
   readonly #caller: PredictOptions;
@@ -106,8 +196,7 @@ class TimeoutOptions implements PredictOptions {
 
   /**
    * Aborts `controller` when the caller's signal does. Read only here: the server makes that
-   * signal (an AbortController of its own) on its first read, so a call that timed out first
-   * never makes it.
+   * signal on its first read, so a call that timed out first never makes it.
    */
   #tie(controller: AbortController): void {
     const caller = this.#caller.signal;
@@ -128,108 +217,5 @@ class TimeoutOptions implements PredictOptions {
   /** The call settled: stop listening to the caller's signal. */
   release(): void {
     this.#untie?.();
-  }
-}
-
-/**
- * The library's async path for one model: how `library.predict` and `library.predictBatch`
- * reach it (see `routeOf`), through the model's dynamic batching when it has one, within its
- * timeout.
- */
-export class ModelRunner {
-  readonly model: BaseModel<unknown, unknown>;
-  readonly timeoutMs: number | undefined;
-  /** Gathers concurrent calls into batches when the configuration asks for `batching`. */
-  readonly batcher: Batcher | undefined;
-
-  /** How this model is reached, chosen once: its kind, offloading and cache never change. */
-  readonly #route: Route;
-  /** Whether calls race `timeoutMs`. */
-  readonly #timed: boolean;
-
-  constructor(
-    model: BaseModel<unknown, unknown>,
-    options: { timeoutMs?: number | undefined; offload?: ThreadPool | undefined },
-  ) {
-    this.model = model;
-    this.#route = routeOf(model, options.offload);
-    this.timeoutMs = model.configuration.timeoutMs ?? options.timeoutMs;
-    this.#timed = this.timeoutMs !== undefined && this.timeoutMs > 0;
-    const batching = model.configuration.batching;
-    if (batching !== undefined) {
-      this.batcher = new Batcher(model.configurationKey, batching, {
-        itemSchema: (model.constructor as ModelClassStatics).itemSchema,
-        run: (items, context) => this.#route.many(items, context),
-      });
-    }
-  }
-
-  predict(item: unknown, options: PredictOptions = {}): Promise<unknown> {
-    const batcher = this.batcher;
-    if (batcher !== undefined) {
-      return this.#withTimeout(options, (inner) => batcher.submitOne(item, inner));
-    }
-    const route = this.#route;
-    return this.#withTimeout(options, (inner) => route.one(item, inner));
-  }
-
-  /**
-   * `predict`, with a sync model's answer (or throw) given as it is when neither batching nor a
-   * timeout needs the promise: the server's route then makes no promise at all for it.
-   */
-  predictEagerly(item: unknown, options: PredictOptions): unknown {
-    if (this.batcher !== undefined || this.#timed) return this.predict(item, options);
-    return this.#route.one(item, options);
-  }
-
-  /** `predictBatch`, as `predictEagerly` is `predict`. */
-  predictBatchEagerly(items: readonly unknown[], options: PredictOptions): unknown {
-    if (this.batcher !== undefined || this.#timed) return this.predictBatch(items, options);
-    return this.#route.many(items, options);
-  }
-
-  predictBatch(items: readonly unknown[], options: PredictOptions = {}): Promise<unknown[]> {
-    const batcher = this.batcher;
-    return this.#withTimeout(options, (inner) =>
-      batcher !== undefined ? batcher.submit(items, inner) : this.#route.many(items, inner),
-    );
-  }
-
-  /**
-   * Runs `call` with a signal that aborts when the caller's does or when the timeout passes;
-   * a timeout rejects with `ERR_PREDICTION_TIMEOUT` at once, whether or not the model stops.
-   */
-  #withTimeout<T>(
-    options: PredictOptions,
-    call: (options: PredictOptions) => T | Promise<T>,
-  ): Promise<T> {
-    if (!this.#timed) return settled(call, options);
-    return this.#race(options, call, this.timeoutMs as number);
-  }
-
-  async #race<T>(
-    options: PredictOptions,
-    call: (options: PredictOptions) => T | Promise<T>,
-    timeoutMs: number,
-  ): Promise<T> {
-    const inner = new TimeoutOptions(options);
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const error = new ModelkitError(
-          "ERR_PREDICTION_TIMEOUT",
-          `${this.model.configurationKey} did not answer within ${timeoutMs} ms`,
-          { modelName: this.model.configurationKey },
-        );
-        inner.timeOut(error);
-        reject(error);
-      }, timeoutMs);
-    });
-    try {
-      return await Promise.race([call(inner), timedOut]);
-    } finally {
-      clearTimeout(timer);
-      inner.release();
-    }
   }
 }

@@ -31,9 +31,26 @@ export interface LibrarySettings {
   /** Build and load each model on first `get` / `getAsync` instead of in `load()`. */
   lazyLoading?: boolean;
   cache?: CacheSettings;
-  /** Default prediction timeout of the library's async path, for models without `timeoutMs`. */
+  /**
+   * Prediction timeout of the library's async path for models without `timeoutMs`. Default
+   * 30 s (`DEFAULT_TIMEOUT_MS`); 0 turns it off.
+   */
   timeoutMs?: number;
+  /**
+   * Most threads of a sync model that depends on an async one and declares no `threads`: it
+   * runs off the event loop, and a thread is started when all are busy. Default 2.
+   */
+  poolSize?: number;
+  /**
+   * How long a computation on a model's thread may go on after its caller gave up (timeout,
+   * client gone) before the thread is ended and replaced. Default 10 s.
+   */
+  cancelGraceMs?: number;
 }
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+export const DEFAULT_POOL_SIZE = 2;
+export const DEFAULT_CANCEL_GRACE_MS = 10_000;
 
 export interface ModelLibraryOptions {
   models?: ModelSource | readonly ModelSource[];
@@ -138,6 +155,14 @@ export function resolveOptions(
   if (settings.timeoutMs === undefined) {
     const timeout = envNumber("MODELKIT_TIMEOUT_MS", env.MODELKIT_TIMEOUT_MS);
     if (timeout !== undefined) settings.timeoutMs = timeout;
+  }
+  if (settings.poolSize === undefined) {
+    const size = envNumber("MODELKIT_POOL_SIZE", env.MODELKIT_POOL_SIZE);
+    if (size !== undefined) settings.poolSize = size;
+  }
+  if (settings.cancelGraceMs === undefined) {
+    const grace = envNumber("MODELKIT_CANCEL_GRACE_MS", env.MODELKIT_CANCEL_GRACE_MS);
+    if (grace !== undefined) settings.cancelGraceMs = grace;
   }
   return {
     models,

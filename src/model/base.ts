@@ -1,6 +1,10 @@
 import { type ZodType, z } from "zod";
 import { didYouMean, ModelkitError } from "../errors.js";
+import { batchInChunks } from "./chunking.js";
+import type { MaybePromise } from "./maybe.js";
+import { type ComputeMany, type ComputeOne, Pipeline, type PipelineSpec } from "./pipeline.js";
 import type {
+  BatchOptions,
   ModelConfiguration,
   ModelDescription,
   ModelKind,
@@ -9,7 +13,6 @@ import type {
   PredictContext,
   PredictOptions,
 } from "./types.js";
-import { parseChunk, parseOne } from "./validation.js";
 
 /**
  * What `modelDependencies.get(name)` returns unless the caller names a type: a loaded model of
@@ -66,16 +69,23 @@ type ModelClass = { name: string } & {
   kind: ModelKind;
 };
 
+/** The runtime's way to a model's own computation, which is not part of its public surface. */
+let specOf: (model: BaseModel<unknown, unknown>) => PipelineSpec;
+
 /**
- * What `Model` and `AsyncModel` share: configuration, settings, dependencies, validation, load
- * state and description. The predict entry points live in the two subclasses because one is
- * synchronous and the other awaits.
+ * What `Model` and `AsyncModel` share: configuration, settings, dependencies, load state,
+ * description, and the one predict pipeline behind every entry point. The entry points
+ * themselves live in the two subclasses, because one answers values and the other promises.
  */
 export abstract class BaseModel<TItem, TReturn> {
   static configurations: Record<string, ModelConfiguration> = {};
   static itemSchema?: ZodType;
   static returnSchema?: ZodType;
   static kind: ModelKind;
+
+  static {
+    specOf = (model) => model.#spec;
+  }
 
   readonly configurationKey: string;
   readonly configuration: ModelConfiguration;
@@ -85,10 +95,9 @@ export abstract class BaseModel<TItem, TReturn> {
   /** `modelSettings.batchSize`: the default chunk size of `predictBatch` and `predictGen`. */
   readonly batchSize: number | undefined;
 
-  /** True when the subclass overrides `_predictBatch` (and so not `_predict`). */
-  protected readonly batchFirst: boolean;
-  protected readonly itemSchema: ZodType | undefined;
-  protected readonly returnSchema: ZodType | undefined;
+  /** Validation, cache and computation of this model, as its own entry points use them. */
+  protected readonly pipeline: Pipeline<TReturn>;
+  readonly #spec: PipelineSpec;
   #state: ModelState;
   #loadTimeMs: number | undefined;
   #loading: Promise<void> | undefined;
@@ -98,6 +107,11 @@ export abstract class BaseModel<TItem, TReturn> {
   protected _load?(): void | Promise<void>;
   /** Frees what `_load` took. Called once by `close()`. */
   protected _close?(): void | Promise<void>;
+  protected abstract _predict(item: TItem, context: PredictContext): MaybePromise<TReturn>;
+  protected abstract _predictBatch(
+    items: TItem[],
+    context: PredictContext,
+  ): MaybePromise<TReturn[]>;
 
   protected constructor(
     options: ModelOptions,
@@ -117,8 +131,6 @@ export abstract class BaseModel<TItem, TReturn> {
     this.asset = this.configuration.asset;
     const batchSize = this.modelSettings.batchSize;
     this.batchSize = typeof batchSize === "number" && batchSize > 0 ? batchSize : undefined;
-    this.itemSchema = cls.itemSchema;
-    this.returnSchema = cls.returnSchema;
 
     const self = this as unknown as { _predict: unknown; _predictBatch: unknown };
     const overridesPredict = self._predict !== defaults._predict;
@@ -137,9 +149,56 @@ export abstract class BaseModel<TItem, TReturn> {
         { modelName: key },
       );
     }
-    this.batchFirst = overridesBatch;
+    this.#spec = {
+      name: key,
+      itemSchema: cls.itemSchema,
+      returnSchema: cls.returnSchema,
+      batchFirst: overridesBatch,
+      modelSettings: this.modelSettings,
+      ...this.#computation(cls.kind, overridesBatch),
+    };
+    // A sync model cannot await its cache: its own calls use only one that answers at once.
+    const cache =
+      options.cache !== undefined && (cls.kind === "async" || options.cache.synchronous)
+        ? options.cache
+        : undefined;
+    this.pipeline = new Pipeline({ ...this.#spec, cache });
     this.#state = this._load === undefined ? "loaded" : "unloaded";
   }
+
+  /**
+   * How this model computes validated items: `_predict` per item (awaited together for an
+   * async model), or one `_predictBatch` call. A sync model that answers a promise is refused:
+   * the caller of a sync model cannot await it.
+   */
+  #computation(
+    kind: ModelKind,
+    batchFirst: boolean,
+  ): { computeMany: ComputeMany; computeOne?: ComputeOne } {
+    const answer = kind === "sync" ? this.#synchronous : (value: unknown) => value;
+    const predict = (item: unknown, context: PredictContext) =>
+      answer(this._predict(item as TItem, context));
+    if (batchFirst) {
+      return {
+        computeMany: (items, context) => answer(this._predictBatch(items as TItem[], context)),
+      };
+    }
+    const computeMany: ComputeMany =
+      kind === "sync"
+        ? (items, context) => items.map((item) => predict(item, context))
+        : (items, context) => Promise.all(items.map((item) => predict(item, context)));
+    return { computeMany, computeOne: predict };
+  }
+
+  readonly #synchronous = (value: unknown): unknown => {
+    if (!(value instanceof Promise)) return value;
+    value.catch(() => {}); // refused below; its own outcome no longer matters
+    throw new ModelkitError(
+      "ERR_RETURN_VALIDATION",
+      `${this.configurationKey}: a sync Model answered a promise; make it an AsyncModel`,
+      { modelName: this.configurationKey },
+    );
+  };
 
   get kind(): ModelKind {
     return (this.constructor as unknown as ModelClass).kind;
@@ -205,27 +264,14 @@ export abstract class BaseModel<TItem, TReturn> {
   }
 
   describe(): ModelDescription {
-    const description: ModelDescription = {
+    return describeModel(this.constructor as unknown as ModelClass, {
       configurationKey: this.configurationKey,
-      kind: this.kind,
-      className: this.constructor.name,
-      state: this.#state,
+      configuration: this.configuration,
       modelSettings: this.modelSettings,
-      dependencies: Object.fromEntries(
-        [...this.modelDependencies.keys()].map((alias) => [
-          alias,
-          dependencyKey(this.configuration, alias),
-        ]),
-      ),
-    };
-    if (this.itemSchema) description.itemSchema = jsonSchemaOf(this.itemSchema, "input");
-    if (this.returnSchema) description.returnSchema = jsonSchemaOf(this.returnSchema, "output");
-    if (this.configuration.batching) description.batching = this.configuration.batching;
-    if (this.configuration.timeoutMs !== undefined)
-      description.timeoutMs = this.configuration.timeoutMs;
-    if (this.asset !== undefined) description.asset = this.asset;
-    if (this.#loadTimeMs !== undefined) description.loadTimeMs = this.#loadTimeMs;
-    return description;
+      dependencies: [...this.modelDependencies.keys()],
+      state: this.#state,
+      loadTimeMs: this.#loadTimeMs,
+    });
   }
 
   protected assertLoaded(): void {
@@ -240,47 +286,68 @@ export abstract class BaseModel<TItem, TReturn> {
     }
   }
 
-  protected parseItem(item: unknown): TItem {
-    return parseOne<TItem>(this.itemSchema, item, "ERR_ITEM_VALIDATION", this.configurationKey);
+  /** `predict` of either kind: a value, or a promise when a step of the pipeline awaits. */
+  protected predictOne(item: unknown, options: PredictOptions | undefined): MaybePromise<TReturn> {
+    this.assertLoaded();
+    return this.pipeline.predict(item, contextOf(options), options?.forceCompute);
   }
 
-  protected parseReturn(value: unknown): TReturn {
-    return parseOne<TReturn>(
-      this.returnSchema,
-      value,
-      "ERR_RETURN_VALIDATION",
-      this.configurationKey,
-    );
+  /** `predictBatch` of either kind, in chunks of `batchSize` (option, model's, else all). */
+  protected predictMany(
+    items: readonly TItem[],
+    options: BatchOptions<TItem, TReturn>,
+  ): MaybePromise<TReturn[]> {
+    if (items.length === 0) return [];
+    this.assertLoaded();
+    const size = batchChunkSize(options.batchSize, this.batchSize, items.length);
+    return batchInChunks(items, size, this.chunkPredictor(options), options.callback);
   }
 
-  protected parseItems(items: readonly unknown[], offset: number): TItem[] {
-    return parseChunk<TItem>(
-      this.itemSchema,
-      items,
-      offset,
-      "ERR_ITEM_VALIDATION",
-      this.configurationKey,
-    );
+  /** What `predictGen` runs on each chunk it reads. */
+  protected chunkPredictor(
+    options: PredictOptions,
+  ): (chunk: readonly unknown[], step: number) => MaybePromise<TReturn[]> {
+    const context = contextOf(options);
+    return (chunk, step) => this.pipeline.predictChunk(chunk, step, context, options.forceCompute);
   }
+}
 
-  /** Checks a `_predictBatch` answer's length, then validates it. */
-  protected parseReturns(predictions: unknown, expected: number, offset: number): TReturn[] {
-    if (!Array.isArray(predictions) || predictions.length !== expected) {
-      const got = Array.isArray(predictions) ? `${predictions.length} results` : typeof predictions;
-      throw new ModelkitError(
-        "ERR_BATCH_LENGTH_MISMATCH",
-        `${this.configurationKey}: _predictBatch returned ${got} for ${expected} items`,
-        { modelName: this.configurationKey },
-      );
-    }
-    return parseChunk<TReturn>(
-      this.returnSchema,
-      predictions,
-      offset,
-      "ERR_RETURN_VALIDATION",
-      this.configurationKey,
-    );
-  }
+/** The pipeline spec of `model` without its cache: what the runtime rebuilds on other paths. */
+export function pipelineSpecOf(model: BaseModel<unknown, unknown>): PipelineSpec {
+  return specOf(model);
+}
+
+/** A model's description from its class and configuration, with or without an instance. */
+export function describeModel(
+  cls: ModelClass,
+  model: {
+    configurationKey: string;
+    configuration: ModelConfiguration;
+    modelSettings: Record<string, unknown>;
+    dependencies: readonly string[];
+    state: ModelState;
+    loadTimeMs: number | undefined;
+  },
+): ModelDescription {
+  const { configuration } = model;
+  const description: ModelDescription = {
+    configurationKey: model.configurationKey,
+    kind: cls.kind,
+    className: cls.name,
+    state: model.state,
+    modelSettings: model.modelSettings,
+    dependencies: Object.fromEntries(
+      model.dependencies.map((alias) => [alias, dependencyKey(configuration, alias)]),
+    ),
+  };
+  if (cls.itemSchema) description.itemSchema = jsonSchemaOf(cls.itemSchema, "input");
+  if (cls.returnSchema) description.returnSchema = jsonSchemaOf(cls.returnSchema, "output");
+  if (configuration.batching) description.batching = configuration.batching;
+  if (configuration.timeoutMs !== undefined) description.timeoutMs = configuration.timeoutMs;
+  if (configuration.threads !== undefined) description.threads = configuration.threads;
+  if (configuration.asset !== undefined) description.asset = configuration.asset;
+  if (model.loadTimeMs !== undefined) description.loadTimeMs = model.loadTimeMs;
+  return description;
 }
 
 /** The context handed to model code: only what it may use, so options stay internal. */
@@ -291,8 +358,8 @@ export function contextOf(options: PredictOptions | undefined): PredictContext {
 
 /**
  * Reads the signal through, not copied: the server makes a request's signal only when something
- * reads it (an AbortController costs microseconds per request), and most sync models never do.
- * A class, so that no closure is made per prediction.
+ * reads it (an AbortController per request is a measurable share of a request's cost), and most
+ * sync models never do. A class, so that no closure is made per prediction.
  */
 class ReadThroughContext implements PredictContext {
   readonly #options: PredictOptions;

@@ -1,110 +1,134 @@
+import { type MaybePromise, then } from "./maybe.js";
 import type { BatchCallback } from "./types.js";
 
 /**
- * The chunking rules of DESIGN §2, written once for every sync and async entry point (models
- * and `WrappedAsyncModel`): chunks of exactly `size` items with the remainder last, answers in
+ * The chunking rules of every `predictBatch` and `predictGen` (models, `WrappedAsyncModel` and
+ * the library's handles): chunks of exactly `size` items with the remainder last, answers in
  * input order, `callback(step, chunkItems, predictions)` after each chunk with
  * step = chunk index x size.
  */
-type Chunk<TItem> = { chunk: TItem[]; step: number };
 
-/** `predictBatch`: every chunk in turn, the answers concatenated. */
+type PredictChunk<TItem, TReturn> = (chunk: TItem[], step: number) => MaybePromise<TReturn[]>;
+
+/**
+ * `predictBatch`: every chunk in turn, the answers concatenated. Synchronous while
+ * `predictChunk` answers synchronously, a promise from the first chunk that does not.
+ */
 export function batchInChunks<TItem, TReturn>(
   items: readonly TItem[],
   size: number,
-  predictChunk: (chunk: TItem[], step: number) => TReturn[],
+  predictChunk: PredictChunk<TItem, TReturn>,
   callback: BatchCallback<TItem, TReturn> | undefined,
-): TReturn[] {
+): MaybePromise<TReturn[]> {
   const results: TReturn[] = [];
-  for (let step = 0; step < items.length; step += size) {
-    const chunk = items.slice(step, step + size);
-    const predictions = predictChunk(chunk, step);
+  const from = (start: number): MaybePromise<TReturn[]> => {
+    for (let step = start; step < items.length; step += size) {
+      const chunk = items.slice(step, step + size);
+      const predictions = predictChunk(chunk, step);
+      if (predictions instanceof Promise) {
+        return then(predictions, (done) => {
+          collect(step, chunk, done);
+          return from(step + size);
+        });
+      }
+      collect(step, chunk, predictions);
+    }
+    return results;
+  };
+  const collect = (step: number, chunk: TItem[], predictions: TReturn[]) => {
     callback?.(step, chunk, predictions);
     for (const prediction of predictions) results.push(prediction);
-  }
-  return results;
+  };
+  return from(0);
 }
 
-/** The async twin of `batchInChunks`: one chunk at a time, awaited. */
-export async function batchInChunksAsync<TItem, TReturn>(
-  items: readonly TItem[],
-  size: number,
-  predictChunk: (chunk: TItem[], step: number) => Promise<TReturn[]>,
-  callback: BatchCallback<TItem, TReturn> | undefined,
-): Promise<TReturn[]> {
-  const results: TReturn[] = [];
-  for (let step = 0; step < items.length; step += size) {
-    const chunk = items.slice(step, step + size);
-    const predictions = await predictChunk(chunk, step);
-    callback?.(step, chunk, predictions);
-    for (const prediction of predictions) results.push(prediction);
-  }
-  return results;
+/** A chunk of items read from a `predictGen` source, and its position there. */
+interface Chunk<TItem> {
+  chunk: TItem[];
+  step: number;
 }
 
-/** Reads `size` items at a time, and only then: what keeps `predictGen` lazy. */
-function* chunksOf<TItem>(items: Iterable<TItem>, size: number): Generator<Chunk<TItem>> {
-  let chunk: TItem[] = [];
-  let step = 0;
-  for (const item of items) {
-    chunk.push(item);
-    if (chunk.length < size) continue;
-    yield { chunk, step };
-    step += size;
-    chunk = [];
-  }
-  if (chunk.length > 0) yield { chunk, step };
-}
+/** Gathers the items a generator reads into chunks of `size`. */
+class Chunker<TItem> {
+  readonly #size: number;
+  #chunk: TItem[] = [];
+  #step = 0;
 
-async function* chunksOfAsync<TItem>(
-  items: Iterable<TItem> | AsyncIterable<TItem>,
-  size: number,
-): AsyncGenerator<Chunk<TItem>> {
-  let chunk: TItem[] = [];
-  let step = 0;
-  for await (const item of items) {
-    chunk.push(item);
-    if (chunk.length < size) continue;
-    yield { chunk, step };
-    step += size;
-    chunk = [];
+  constructor(size: number) {
+    this.#size = size;
   }
-  if (chunk.length > 0) yield { chunk, step };
+
+  /** Adds one item; returns the chunk it completes. */
+  push(item: TItem): Chunk<TItem> | undefined {
+    this.#chunk.push(item);
+    return this.#chunk.length < this.#size ? undefined : this.#take();
+  }
+
+  /** The last, partial chunk, once the source is exhausted. */
+  rest(): Chunk<TItem> | undefined {
+    return this.#chunk.length > 0 ? this.#take() : undefined;
+  }
+
+  #take(): Chunk<TItem> {
+    const taken = { chunk: this.#chunk, step: this.#step };
+    this.#step += this.#size;
+    this.#chunk = [];
+    return taken;
+  }
 }
 
 /**
- * `predictGen`: predicts a chunk, yields its answers, then reads on. The callback runs in a
- * `finally`, so it also fires for the chunk in hand when the consumer stops early.
+ * Yields one chunk's predictions. The callback runs in a `finally`, so it also fires when the
+ * consumer stops early, with the predictions the consumer actually took (as modelkit does).
  */
+function* emit<TItem, TReturn>(
+  { chunk, step }: Chunk<TItem>,
+  predictions: TReturn[],
+  callback: BatchCallback<TItem, TReturn> | undefined,
+): Generator<TReturn, void, undefined> {
+  let taken = 0;
+  try {
+    for (const prediction of predictions) {
+      taken++;
+      yield prediction;
+    }
+  } finally {
+    callback?.(
+      step,
+      chunk,
+      taken === predictions.length ? predictions : predictions.slice(0, taken),
+    );
+  }
+}
+
+/** `predictGen`: reads a chunk, predicts it, yields its answers, and only then reads on. */
 export function* generateInChunks<TItem, TReturn>(
   items: Iterable<TItem>,
   size: number,
   predictChunk: (chunk: TItem[], step: number) => TReturn[],
   callback: BatchCallback<TItem, TReturn> | undefined,
 ): Generator<TReturn, void, undefined> {
-  for (const { chunk, step } of chunksOf(items, size)) {
-    const predictions = predictChunk(chunk, step);
-    try {
-      yield* predictions;
-    } finally {
-      callback?.(step, chunk, predictions);
-    }
+  const chunker = new Chunker<TItem>(size);
+  for (const item of items) {
+    const full = chunker.push(item);
+    if (full) yield* emit(full, predictChunk(full.chunk, full.step), callback);
   }
+  const last = chunker.rest();
+  if (last) yield* emit(last, predictChunk(last.chunk, last.step), callback);
 }
 
-/** The async twin of `generateInChunks`, over an `Iterable` or an `AsyncIterable`. */
+/** `predictGen` of async models, over an `Iterable` or an `AsyncIterable`. */
 export async function* generateInChunksAsync<TItem, TReturn>(
   items: Iterable<TItem> | AsyncIterable<TItem>,
   size: number,
-  predictChunk: (chunk: TItem[], step: number) => Promise<TReturn[]>,
+  predictChunk: PredictChunk<TItem, TReturn>,
   callback: BatchCallback<TItem, TReturn> | undefined,
 ): AsyncGenerator<TReturn, void, undefined> {
-  for await (const { chunk, step } of chunksOfAsync(items, size)) {
-    const predictions = await predictChunk(chunk, step);
-    try {
-      yield* predictions;
-    } finally {
-      callback?.(step, chunk, predictions);
-    }
+  const chunker = new Chunker<TItem>(size);
+  for await (const item of items) {
+    const full = chunker.push(item);
+    if (full) yield* emit(full, await predictChunk(full.chunk, full.step), callback);
   }
+  const last = chunker.rest();
+  if (last) yield* emit(last, await predictChunk(last.chunk, last.step), callback);
 }

@@ -1,4 +1,5 @@
 import type { ZodType } from "zod";
+import type { PredictionCache } from "../cache/prediction-cache.js";
 
 /** Dynamic (server-side) batching of concurrent `library.predict` calls. */
 export interface BatchingConfiguration {
@@ -17,7 +18,18 @@ export interface ModelConfiguration {
   modelDependencies?: string[] | Record<string, string>;
   asset?: string;
   batching?: BatchingConfiguration;
+  /**
+   * Milliseconds a prediction may take on the library's path (`library.predict`, the server):
+   * past it the caller gets `ERR_PREDICTION_TIMEOUT` and `context.signal` aborts. Default: the
+   * library's `settings.timeoutMs`, else 30 s; 0 turns it off.
+   */
   timeoutMs?: number;
+  /**
+   * Runs the model on this many threads of its own, each holding an instance, instead of on the
+   * event loop: for CPU-bound models (and inference engines that block their thread). The
+   * library's path dispatches its predictions (or dynamic batches) there.
+   */
+  threads?: number;
 }
 
 /** What every `_predict` / `_predictBatch` receives besides its items. */
@@ -60,6 +72,11 @@ export interface ModelOptions {
   /** Resolved dependencies by alias. */
   modelDependencies?: ReadonlyMap<string, unknown> | Record<string, unknown>;
   configuration?: ModelConfiguration;
+  /**
+   * The prediction cache the library gives models with `modelSettings.cachePredictions: true`.
+   * A sync model's own calls use it only when it answers synchronously (memory).
+   */
+  cache?: PredictionCache;
 }
 
 /** What `describe()` and the server's `/models` show. */
@@ -74,6 +91,7 @@ export interface ModelDescription {
   returnSchema?: unknown;
   batching?: BatchingConfiguration;
   timeoutMs?: number;
+  threads?: number;
   asset?: string;
   loadTimeMs?: number;
 }

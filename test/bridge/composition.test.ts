@@ -6,9 +6,6 @@ const FIXTURES = fileURLToPath(
   new URL("../../dist/test/fixtures/bridge-models.js", import.meta.url),
 );
 
-// Two pool threads are enough to show concurrency, and keep the test's cold starts few.
-process.env.MODELKIT_BRIDGE_POOL_SIZE = "2";
-
 // One library for the whole file: its worker threads are what is under test, and each cold
 // start costs a few hundred milliseconds.
 const lib = new ModelLibrary({
@@ -38,8 +35,8 @@ t.test("all four sync/async combinations, in-process", async (t) => {
   t.equal(await model("async-over-async").predict("c"), "async(async(C))", "async inside async");
   t.same(
     model("sync-over-async").predict("d"),
-    { text: "sync(async(D))", thread: "worker" },
-    "async inside sync: synchronous, run in the bridge worker",
+    { text: "sync(async(D))", thread: "main", asyncThread: "worker" },
+    "async inside sync, called here: synchronous, the async model runs in the bridge worker",
   );
 });
 
@@ -50,7 +47,7 @@ t.test("a sync model's async dependency is a WrappedAsyncModel", async (t) => {
   t.equal(wrapper.kind, "sync");
   t.same(wrapper.predict("e"), { text: "async(E)", thread: "worker" }, "not a promise");
   const asyncDependency = model("async-over-async").modelDependencies.get("async-over-sync");
-  t.notOk(asyncDependency instanceof WrappedAsyncModel, "an async model gets the model itself");
+  t.equal(asyncDependency, model("async-over-sync"), "an async model gets the model itself");
 });
 
 t.test("a deep chain sync -> async -> sync -> async, predictGen at every link", async (t) => {
@@ -74,24 +71,31 @@ t.test("a diamond: two models share one async dependency", async (t) => {
   ]);
 });
 
-t.test("the library's async path runs sync-over-async models off the main thread", async (t) => {
-  t.same(await lib.predict("sync-over-async", "f"), { text: "sync(async(F))", thread: "worker" });
-  t.equal(await lib.predict("chain-s1", "g"), "s1<a1<s2<A2<g");
-  t.same(await lib.predictBatch("diamond-top", [1, 2, 3]), [
-    [11, 12],
-    [21, 22],
-    [31, 32],
-  ]);
-  t.equal(await lib.predict("sync-over-sync", "h"), "sync(H)", "pure sync models stay inline");
-  const all = await Promise.all(
-    Array.from({ length: 8 }, (_, i) => lib.predict<string>("chain-s1", `c${i}`)),
-  );
-  t.same(
-    all,
-    Array.from({ length: 8 }, (_, i) => `s1<a1<s2<A2<c${i}`),
-    "concurrent calls each get their own answer",
-  );
-});
+t.test(
+  "the library's async path: sync-over-async on a thread, its async model at home",
+  async (t) => {
+    t.same(
+      await lib.predict("sync-over-async", "f"),
+      { text: "sync(async(F))", thread: "worker", asyncThread: "main" },
+      "the sync model runs on its thread and calls the async model on the main thread",
+    );
+    t.equal(await lib.predict("chain-s1", "g"), "s1<a1<s2<A2<g");
+    t.same(await lib.predictBatch("diamond-top", [1, 2, 3]), [
+      [11, 12],
+      [21, 22],
+      [31, 32],
+    ]);
+    t.equal(await lib.predict("sync-over-sync", "h"), "sync(H)", "pure sync models stay inline");
+    const all = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => lib.predict<string>("chain-s1", `c${i}`)),
+    );
+    t.same(
+      all,
+      Array.from({ length: 8 }, (_, i) => `s1<a1<s2<A2<c${i}`),
+      "concurrent calls each get their own answer",
+    );
+  },
+);
 
 t.test("errors on the pool path keep their code and properties", async (t) => {
   await t.rejects(lib.predict("sync-over-async", 42), {

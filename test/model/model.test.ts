@@ -165,7 +165,7 @@ t.test("predictGen is lazy: it yields before reading further", async (t) => {
   await asyncGen.return();
 });
 
-t.test("the callback fires for the chunk in hand when the consumer stops early", async (t) => {
+t.test("a consumer that stops early: the callback gets the chunk and what was taken", async (t) => {
   const seen: [number, unknown[], unknown[]][] = [];
   const callback = (step: number, batch: unknown[], predictions: unknown[]) =>
     seen.push([step, batch, predictions]);
@@ -174,14 +174,24 @@ t.test("the callback fires for the chunk in hand when the consumer stops early",
   }
   t.same(seen, [
     [0, range(4), range(4)],
-    [4, range(8).slice(4), range(8).slice(4)],
+    [4, range(8).slice(4), range(6).slice(4)],
   ]);
 
   seen.length = 0;
   for await (const value of new AsyncIdentity().predictGen(range(10), { batchSize: 4, callback })) {
     if ((value as { x: number }).x === 1) break;
   }
-  t.same(seen, [[0, range(4), range(4)]], "async");
+  t.same(seen, [[0, range(4), range(2)]], "async");
+
+  // modelkit's own case: a chunk of 32, the consumer takes 16.
+  seen.length = 0;
+  let taken = 0;
+  for (const _ of new Identity().predictGen(range(64), { batchSize: 32, callback })) {
+    if (++taken === 16) break;
+  }
+  t.equal(seen.length, 1);
+  t.equal(seen[0]?.[1].length, 32, "the whole chunk read");
+  t.equal(seen[0]?.[2].length, 16, "the 16 predictions the consumer took");
 });
 
 t.test("a model overriding neither or both predicts cannot be constructed", async (t) => {

@@ -1,39 +1,35 @@
 /**
- * The bridge worker: hosts the async models that sync models reach through a
- * `WrappedAsyncModel`, and answers one synchronous (synckit) call at a time.
+ * The synckit worker that hosts async models for sync models called directly on the main
+ * thread, and answers one synchronous call at a time through its own library's async path
+ * (so each model's timeout applies).
  *
- * The handler never throws: every outcome comes back as an envelope (see wire.ts), so that an
- * error synckit itself raises on the calling side is the bridge's, never the model's.
+ * The handler never throws: every outcome comes back as an envelope (see runtime/wire.ts), so
+ * that an error synckit itself raises on the calling side is the bridge's, never the model's.
  */
 import { runAsWorker } from "synckit";
-import { ModelkitError } from "../errors.js";
 import type { ModelLibrary } from "../library/library.js";
-import type { PredictContext } from "../model/types.js";
 import {
   type BridgeCommand,
-  type ChunkPredictor,
+  type BridgeSpec,
   CLONE_FAILURES,
   LOAD_FAILED,
   LOAD_STATE,
   LOADED,
   RETIRED,
-} from "./protocol.js";
-import type { WorkerSpec } from "./spec.js";
-import { type Envelope, errorData } from "./wire.js";
+} from "../runtime/bridge-protocol.js";
+import { type AsyncCaller, pathCaller } from "../runtime/callers.js";
+import { type Envelope, errorData } from "../runtime/wire.js";
 
 /** How often a worker checks whether the calling side gave up on it. */
 const RETIRE_CHECK_MS = 100;
 
-interface ItemPredictor {
-  predict(item: unknown, options: PredictContext): unknown;
-}
-
 let library: ModelLibrary | undefined;
+let caller: AsyncCaller | undefined;
 let loadError: unknown;
-/** Shared with the calling thread (see protocol.ts). */
+/** Shared with the calling thread (see bridge-protocol.ts). */
 let flags: Int32Array | undefined;
 
-async function start(spec: WorkerSpec, shared: Int32Array): Promise<void> {
+async function start(spec: BridgeSpec, shared: Int32Array): Promise<void> {
   flags = shared;
   // A caller that stopped waiting for this worker (timeout, close) raises RETIRED; the check is
   // unref'd so it never keeps the thread alive by itself.
@@ -45,8 +41,18 @@ async function start(spec: WorkerSpec, shared: Int32Array): Promise<void> {
     // Imported here, not at the top, so the worker answers its first call as soon as it boots
     // and the models load while the calling thread goes on.
     const { ModelLibrary } = await import("../library/library.js");
-    library = new ModelLibrary(spec);
-    await library.load();
+    const own = new ModelLibrary(
+      {
+        models: spec.models,
+        requiredModels: spec.requiredModels,
+        configuration: spec.configuration,
+        settings: spec.settings,
+      },
+      { role: "bridge" },
+    );
+    library = own;
+    caller = pathCaller(own, () => own.state === "closed");
+    await own.load();
   } catch (error) {
     loadError = error;
     state = LOAD_FAILED;
@@ -54,34 +60,6 @@ async function start(spec: WorkerSpec, shared: Int32Array): Promise<void> {
   Atomics.store(shared, LOAD_STATE, state);
   Atomics.notify(shared, LOAD_STATE);
 }
-
-/** Runs `call` with a signal that aborts after `timeoutMs`, answering ERR_PREDICTION_TIMEOUT. */
-async function withTimeout(
-  name: string,
-  timeoutMs: number,
-  call: (context: PredictContext) => unknown,
-): Promise<unknown> {
-  const controller = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const error = new ModelkitError(
-        "ERR_PREDICTION_TIMEOUT",
-        `${name} did not answer within ${timeoutMs} ms`,
-        { modelName: name },
-      );
-      controller.abort(error);
-      reject(error);
-    }, timeoutMs);
-  });
-  try {
-    return await Promise.race([call({ signal: controller.signal }), timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-const OK: Envelope = { ok: true, value: null };
 
 async function handle(command: BridgeCommand): Promise<unknown> {
   switch (command.type) {
@@ -91,18 +69,15 @@ async function handle(command: BridgeCommand): Promise<unknown> {
     case "status":
       if (library?.state !== "loaded") throw loadError;
       return null;
-    case "predict": {
-      const model = library?.get<ItemPredictor>(command.name) as ItemPredictor;
-      return withTimeout(command.name, command.timeoutMs, (context) =>
-        model.predict(command.item, context),
+    case "predict":
+      return (caller as AsyncCaller).predict(command.name, command.item, command.options);
+    case "chunk":
+      return (caller as AsyncCaller).predictChunk(
+        command.name,
+        command.items,
+        command.offset,
+        command.options,
       );
-    }
-    case "chunk": {
-      const model = library?.get<ChunkPredictor>(command.name) as ChunkPredictor;
-      return withTimeout(command.name, command.timeoutMs, (context) =>
-        model.predictChunk(command.items, command.offset, context),
-      );
-    }
     case "close":
       await library?.close();
       // After this answer is posted: the thread ends, taking any worker of its own with it.
@@ -119,12 +94,15 @@ async function handle(command: BridgeCommand): Promise<unknown> {
  * caller replaces it.
  */
 process.prependListener("unhandledRejection", (reason) => {
-  if ((reason as Error | undefined)?.name === "DataCloneError" && flags !== undefined) {
+  const name = (reason as Error | undefined)?.name;
+  if ((name === "DataCloneError" || reason instanceof RangeError) && flags !== undefined) {
     Atomics.add(flags, CLONE_FAILURES, 1);
   } else {
     setImmediate(() => process.exit(1));
   }
 });
+
+const OK: Envelope = { ok: true, value: null };
 
 runAsWorker(async (command: BridgeCommand): Promise<Envelope> => {
   try {
