@@ -15,7 +15,8 @@ import { type AsyncCaller, pathCaller, type SyncCaller } from "../runtime/caller
 import { ModelHandle } from "../runtime/model-handle.js";
 import { ModelPool } from "../runtime/pool.js";
 import type { ElsewhereModel } from "../runtime/pool-protocol.js";
-import { WrappedAsyncModel, type WrappedModelInfo } from "../runtime/wrapped-async-model.js";
+import type { WrappedModelInfo } from "../runtime/stand-in.js";
+import { WrappedAsyncModel } from "../runtime/wrapped-async-model.js";
 import { dependencyAliases, dependsOnAsync, loadOrder, notFound } from "./graph.js";
 import { type Registration, registerSources } from "./registry.js";
 import { ModelRunner } from "./runner.js";

@@ -1,10 +1,9 @@
-import { ModelkitError } from "../errors.js";
 import { batchChunkSize, genChunkSize } from "../model/base.js";
 import { batchInChunks, generateInChunksAsync } from "../model/chunking.js";
 import { settle } from "../model/maybe.js";
 import type { BatchOptions, ModelKind, PredictOptions } from "../model/types.js";
 import type { AsyncCaller } from "./callers.js";
-import type { WrappedModelInfo } from "./wrapped-async-model.js";
+import { StandIn, type WrappedModelInfo } from "./stand-in.js";
 
 /**
  * What an async model's `modelDependencies.get(name)` returns for a dependency that does not
@@ -16,28 +15,20 @@ import type { WrappedModelInfo } from "./wrapped-async-model.js";
  * @example
  * const tokens = await this.modelDependencies.get("heavy-tokenizer").predict(text);
  */
-export class ModelHandle<TItem = unknown, TReturn = unknown> {
+export class ModelHandle<TItem = unknown, TReturn = unknown> extends StandIn {
   /** Calls answer promises, whatever the model behind is. */
   readonly kind: ModelKind = "async";
-  readonly configurationKey: string;
-  readonly batchSize: number | undefined;
-  readonly timeoutMs: number;
   readonly #caller: AsyncCaller;
 
+  /** Built by the library for a dependency hosted elsewhere; not meant to be built by hand. */
   constructor(caller: AsyncCaller, info: WrappedModelInfo) {
+    super(info, () => caller.closed);
     this.#caller = caller;
-    this.configurationKey = info.configurationKey;
-    this.batchSize = info.batchSize;
-    this.timeoutMs = info.timeoutMs;
-  }
-
-  get state(): "loaded" | "closed" {
-    return this.#caller.closed ? "closed" : "loaded";
   }
 
   predict(item: TItem, options: PredictOptions = {}): Promise<TReturn> {
     return settle(() => {
-      this.#assertOpen();
+      this.assertOpen();
       return this.#caller.predict(this.configurationKey, item, options) as Promise<TReturn>;
     });
   }
@@ -49,7 +40,7 @@ export class ModelHandle<TItem = unknown, TReturn = unknown> {
   ): Promise<TReturn[]> {
     return settle(() => {
       if (items.length === 0) return [];
-      this.#assertOpen();
+      this.assertOpen();
       const size = batchChunkSize(options.batchSize, this.batchSize, items.length);
       return batchInChunks(items, size, this.#chunks(options), options.callback);
     });
@@ -60,7 +51,7 @@ export class ModelHandle<TItem = unknown, TReturn = unknown> {
     items: Iterable<TItem> | AsyncIterable<TItem>,
     options: BatchOptions<TItem, TReturn> = {},
   ): AsyncGenerator<TReturn, void, undefined> {
-    this.#assertOpen();
+    this.assertOpen();
     const size = genChunkSize(options.batchSize, this.batchSize);
     yield* generateInChunksAsync(items, size, this.#chunks(options), options.callback);
   }
@@ -68,13 +59,5 @@ export class ModelHandle<TItem = unknown, TReturn = unknown> {
   #chunks(options: PredictOptions): (chunk: TItem[], step: number) => Promise<TReturn[]> {
     return (chunk, step) =>
       this.#caller.predictChunk(this.configurationKey, chunk, step, options) as Promise<TReturn[]>;
-  }
-
-  #assertOpen(): void {
-    if (this.#caller.closed) {
-      throw new ModelkitError("ERR_MODEL_NOT_LOADED", `${this.configurationKey} is closed`, {
-        modelName: this.configurationKey,
-      });
-    }
   }
 }

@@ -1,8 +1,8 @@
 import type { MessagePort } from "node:worker_threads";
 import type { LibrarySettings } from "../library/settings.js";
 import type { ModelConfiguration, ModelKind, PredictContext } from "../model/types.js";
+import type { WrappedModelInfo } from "./stand-in.js";
 import type { Envelope, ErrorData } from "./wire.js";
-import type { WrappedModelInfo } from "./wrapped-async-model.js";
 
 /**
  * The messages between a model's pool (on the main thread) and its threads. Items cross

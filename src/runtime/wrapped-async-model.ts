@@ -1,17 +1,8 @@
-import { ModelkitError } from "../errors.js";
 import { batchChunkSize, contextOf, genChunkSize } from "../model/base.js";
 import { batchInChunks, generateInChunks } from "../model/chunking.js";
 import type { BatchOptions, ModelKind, PredictOptions } from "../model/types.js";
 import type { SyncCaller } from "./callers.js";
-
-/** What a wrapper needs to know of the model it stands for. */
-export interface WrappedModelInfo {
-  configurationKey: string;
-  /** The wrapped model's `modelSettings.batchSize`. */
-  batchSize: number | undefined;
-  /** The wrapped model's timeout on the library's path. */
-  timeoutMs: number;
-}
+import { StandIn, type WrappedModelInfo } from "./stand-in.js";
 
 /**
  * What a sync model's `modelDependencies.get(name)` returns for an async dependency: the same
@@ -34,31 +25,20 @@ export interface WrappedModelInfo {
  *   }
  * }
  */
-export class WrappedAsyncModel<TItem = unknown, TReturn = unknown> {
+export class WrappedAsyncModel<TItem = unknown, TReturn = unknown> extends StandIn {
   /** Calls are synchronous, whatever the wrapped model is. */
   readonly kind: ModelKind = "sync";
-  readonly configurationKey: string;
-  /** The wrapped model's `modelSettings.batchSize`. */
-  readonly batchSize: number | undefined;
-  /** Milliseconds each call may take. */
-  readonly timeoutMs: number;
   readonly #caller: SyncCaller;
 
   /** Built by the library for a sync model's async dependency; not meant to be built by hand. */
   constructor(caller: SyncCaller, info: WrappedModelInfo) {
+    super(info, () => caller.closed);
     this.#caller = caller;
-    this.configurationKey = info.configurationKey;
-    this.batchSize = info.batchSize;
-    this.timeoutMs = info.timeoutMs;
-  }
-
-  get state(): "loaded" | "closed" {
-    return this.#caller.closed ? "closed" : "loaded";
   }
 
   /** Predicts one item where the model lives; blocks until it answers. */
   predict(item: TItem, options?: PredictOptions): TReturn {
-    this.#assertOpen();
+    this.assertOpen();
     return this.#caller.predict(this.configurationKey, item, optionsOf(options)) as TReturn;
   }
 
@@ -68,7 +48,7 @@ export class WrappedAsyncModel<TItem = unknown, TReturn = unknown> {
    */
   predictBatch(items: readonly TItem[], options: BatchOptions<TItem, TReturn> = {}): TReturn[] {
     if (items.length === 0) return [];
-    this.#assertOpen();
+    this.assertOpen();
     const size = batchChunkSize(options.batchSize, this.batchSize, items.length);
     return batchInChunks(items, size, this.#chunks(options), options.callback) as TReturn[];
   }
@@ -81,7 +61,7 @@ export class WrappedAsyncModel<TItem = unknown, TReturn = unknown> {
     items: Iterable<TItem>,
     options: BatchOptions<TItem, TReturn> = {},
   ): Generator<TReturn, void, undefined> {
-    this.#assertOpen();
+    this.assertOpen();
     const size = genChunkSize(options.batchSize, this.batchSize);
     yield* generateInChunks(items, size, this.#chunks(options), options.callback);
   }
@@ -90,14 +70,6 @@ export class WrappedAsyncModel<TItem = unknown, TReturn = unknown> {
     const crossing = optionsOf(options);
     return (chunk, step) =>
       this.#caller.predictChunk(this.configurationKey, chunk, step, crossing) as TReturn[];
-  }
-
-  #assertOpen(): void {
-    if (this.#caller.closed) {
-      throw new ModelkitError("ERR_MODEL_NOT_LOADED", `${this.configurationKey} is closed`, {
-        modelName: this.configurationKey,
-      });
-    }
   }
 }
 

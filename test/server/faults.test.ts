@@ -55,6 +55,12 @@ const FAULTS = [
     code: "ERR_PREDICTION_TIMEOUT",
   },
   {
+    model: "faulty_busy",
+    what: "a sync model answers after its timeoutMs",
+    status: 504,
+    code: "ERR_PREDICTION_TIMEOUT",
+  },
+  {
     model: "faulty_return",
     what: "returns a value its returnSchema refuses",
     status: 500,

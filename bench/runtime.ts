@@ -1,0 +1,295 @@
+/**
+ * The execution runtime's figures (npm run bench:runtime):
+ * 1. home: the round trip of a sync model on its thread calling an async model on the main
+ *    thread, against the same call made from the main thread (through the synckit worker) and
+ *    against awaiting the async model directly;
+ * 2. cancel: 1,000 calls to a sync model waiting on a slow async one, each abandoned after 1 ms:
+ *    threads replaced, threads alive, and how fast the next call is answered;
+ * 3. cpu: a 20 ms/call CPU-bound model on the event loop against the same model with
+ *    `threads: 2`, over HTTP at 32 connections: req/s, event-loop lag, /livez latency over
+ *    fresh connections;
+ * 4. examples: the example service (`modelkit-ts serve`) after 60 s of mixed load: RSS and
+ *    threads.
+ *
+ * Usage: node dist/bench/runtime.js [--quick] [--only home,cancel,cpu,examples]
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { readdirSync, readFileSync } from "node:fs";
+import { get } from "node:http";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
+import { type DependencyModel, ModelLibrary, onThreadEvent, type ThreadEvent } from "modelkit-ts";
+
+const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
+const MODELS = here("./runtime-models.js");
+const MAIN = here("../src/cli/main.js");
+const args = process.argv.slice(2);
+const quick = args.includes("--only") ? false : args.includes("--quick");
+const onlyIndex = args.indexOf("--only");
+const only = onlyIndex >= 0 ? new Set((args[onlyIndex + 1] ?? "").split(",")) : undefined;
+const selected = (name: string) => only === undefined || only.has(name);
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1] ?? 0;
+const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
+};
+const fixed = (value: number, digits = 1) => value.toFixed(digits);
+
+/** Threads of a process, from Linux's /proc. */
+const threadsOf = (pid: number | "self") => readdirSync(`/proc/${pid}/task`).length;
+const rssMbOf = (pid: number) => {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+};
+
+async function home(): Promise<void> {
+  const lib = new ModelLibrary({ models: [MODELS], requiredModels: ["home_timer"] });
+  await lib.load();
+  const calls = quick ? 2_000 : 20_000;
+  const rounds = 5;
+  const homeRuns: number[] = [];
+  const synckitRuns: number[] = [];
+  const direct: number[] = [];
+  const echo = lib.get<DependencyModel>("echo");
+  const timer = lib.get<DependencyModel>("home_timer");
+  for (let round = 0; round < rounds; round++) {
+    const viaHome = await lib.predict<{ medianUs: number }>("home_timer", { calls });
+    homeRuns.push(viaHome.medianUs);
+    synckitRuns.push(timer.predict({ calls }).medianUs);
+    const times: number[] = [];
+    for (let i = 0; i < calls; i++) {
+      const started = performance.now();
+      await echo.predict({ n: i });
+      times.push((performance.now() - started) * 1000);
+    }
+    direct.push(median(times));
+  }
+  await lib.close();
+  console.log(`1. a sync model calling an async one (${calls} calls x ${rounds} rounds, medians)`);
+  console.log(
+    `   call home from a pool thread        ${fixed(median(homeRuns))} µs  (target <= 40 µs)`,
+  );
+  console.log(`   synckit worker, from the main thread ${fixed(median(synckitRuns))} µs`);
+  console.log(`   await asyncModel.predict() directly  ${fixed(median(direct))} µs`);
+}
+
+async function cancel(): Promise<void> {
+  const events: ThreadEvent[] = [];
+  const stop = onThreadEvent((event) => events.push(event));
+  const lib = new ModelLibrary({ models: [MODELS], requiredModels: ["waiter"] });
+  await lib.load();
+  await lib.predict("waiter", { ms: 1 }); // warm
+  const threadsBefore = threadsOf("self");
+  const total = 1_000;
+  let cancelled = 0;
+  const started = performance.now();
+  // 32 clients at a time, each giving up after 1 ms on a call that would take 200 ms.
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < total) {
+        next++;
+        const controller = new AbortController();
+        setTimeout(() => controller.abort(new Error("client gone")), 1);
+        await lib.predict("waiter", { ms: 200 }, { signal: controller.signal }).catch(() => {
+          cancelled++;
+        });
+      }
+    }),
+  );
+  const abandonMs = performance.now() - started;
+  const nextStarted = performance.now();
+  await lib.predict("waiter", { ms: 0 });
+  const nextMs = performance.now() - nextStarted;
+  const threadsAfter = threadsOf("self");
+  await lib.close();
+  stop();
+  console.log(`2. ${total} calls to a sync model over a slow async one, each abandoned after 1 ms`);
+  console.log(`   cancelled ${cancelled} of ${total} in ${fixed(abandonMs / 1000, 2)} s`);
+  console.log(`   threads replaced ${events.length}  (target 0)`);
+  console.log(`   threads in this process: ${threadsBefore} before, ${threadsAfter} after`);
+  console.log(`   the next call answered in ${fixed(nextMs)} ms  (target < 50 ms)`);
+}
+
+/** `modelkit-ts serve` in a child process; resolves with its port once it is ready. */
+async function serve(
+  models: string[],
+  required: string[] | undefined,
+): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(
+    process.execPath,
+    [
+      MAIN,
+      "serve",
+      "--port",
+      "0",
+      ...models.flatMap((m) => ["-m", m]),
+      ...(required ? ["-r", required.join(",")] : []),
+    ],
+    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, MODELKIT_DRAIN_DELAY_MS: "0" } },
+  );
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  let port = 0;
+  for await (const line of lines) {
+    const match = /listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(line);
+    if (match) {
+      port = Number(match[1]);
+      break;
+    }
+  }
+  lines.on("line", () => {}); // keep draining its log
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+    if (ready?.status === 200) return { child, port };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill("SIGKILL");
+  throw new Error("the server did not get ready");
+}
+
+async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill("SIGTERM");
+  await exited;
+}
+
+/** The event loop's p99 lag since the last scrape (prom-client resets it at each one). */
+async function lagP99Ms(port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return Number(/^nodejs_eventloop_lag_p99_seconds (\S+)/m.exec(text)?.[1] ?? Number.NaN) * 1000;
+}
+
+/** GET /livez on a fresh connection every 100 ms until stopped; returns each latency (ms). */
+function probeLivez(port: number): { stop: () => Promise<number[]> } {
+  const times: number[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const started = performance.now();
+      await new Promise<void>((resolve) => {
+        get({ host: "127.0.0.1", port, path: "/livez", agent: false }, (response) => {
+          response.resume();
+          response.on("end", () => {
+            times.push(performance.now() - started);
+            resolve();
+          });
+        }).on("error", () => resolve());
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return times;
+    },
+  };
+}
+
+async function load(port: number, path: string, seconds: number, connections: number) {
+  const result = await autocannon({
+    url: `http://127.0.0.1:${port}${path}`,
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ x: 1 }),
+    connections,
+    duration: seconds,
+  });
+  return { rps: result.requests.average, non2xx: result.non2xx, errors: result.errors };
+}
+
+async function cpu(): Promise<void> {
+  const seconds = quick ? 5 : 15;
+  const { child, port } = await serve([MODELS], ["cpu20", "cpu20_threads"]);
+  try {
+    const results: Record<string, { rps: number[]; lag: number[]; livez: number[] }> = {
+      cpu20: { rps: [], lag: [], livez: [] },
+      cpu20_threads: { rps: [], lag: [], livez: [] },
+    };
+    await load(port, "/predict/cpu20_threads", 2, 32); // warm both
+    await load(port, "/predict/cpu20", 2, 32);
+    for (const model of ["cpu20", "cpu20_threads", "cpu20_threads", "cpu20"]) {
+      await lagP99Ms(port);
+      const probe = probeLivez(port);
+      const run = await load(port, `/predict/${model}`, seconds, 32);
+      const livez = await probe.stop();
+      const entry = results[model] as { rps: number[]; lag: number[]; livez: number[] };
+      entry.rps.push(run.rps);
+      entry.lag.push(await lagP99Ms(port));
+      entry.livez.push(...livez);
+      if (run.non2xx > 0 || run.errors > 0) {
+        console.log(`   (${model}: ${run.non2xx} non-2xx answers, ${run.errors} errors)`);
+      }
+    }
+    const loop = results.cpu20 as { rps: number[]; lag: number[]; livez: number[] };
+    const threaded = results.cpu20_threads as { rps: number[]; lag: number[]; livez: number[] };
+    console.log(`3. a 20 ms/call CPU-bound model at 32 connections (${seconds} s runs, A B B A)`);
+    for (const [name, entry] of [
+      ["on the event loop", loop],
+      ["threads: 2", threaded],
+    ] as const) {
+      console.log(
+        `   ${name.padEnd(18)} ${fixed(median(entry.rps))} req/s, event-loop lag p99 ${fixed(median(entry.lag))} ms, /livez p50 ${fixed(median(entry.livez))} ms p99 ${fixed(percentile(entry.livez, 0.99))} ms`,
+      );
+    }
+    console.log(
+      `   threads: 2 / event loop: x${fixed(median(threaded.rps) / median(loop.rps), 2)} req/s  (target >= 1.8; lag and /livez p99 < 5 ms)`,
+    );
+  } finally {
+    await stopServer(child);
+  }
+}
+
+async function examples(): Promise<void> {
+  const seconds = quick ? 15 : 60;
+  const { child, port } = await serve([], undefined);
+  const pid = child.pid as number;
+  try {
+    const bodies: [string, unknown][] = [
+      ["/predict/tokenizer", "The room was not bad, and the staff were really friendly"],
+      ["/predict/sentiment", { text: "The room was not bad, and the staff were really friendly" }],
+      ["/predict/fingerprint", { text: "Hello, World!" }],
+      ["/predict/analyze", { text: "A truly great day" }],
+      ["/predict/dedup", { text: "Hello,   World!" }],
+      ["/predict_batch/dedup", [{ text: "one" }, { text: "two" }, { text: "three" }]],
+      ["/predict_batch/sentiment", [{ text: "good" }, { text: "bad" }]],
+    ];
+    const rssStart = rssMbOf(pid);
+    const result = await autocannon({
+      url: `http://127.0.0.1:${port}`,
+      connections: 16,
+      duration: seconds,
+      requests: bodies.map(([path, body]) => ({
+        method: "POST",
+        path,
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      })),
+    });
+    const rss = rssMbOf(pid);
+    const threads = threadsOf(pid);
+    const bare = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"]);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const nodeOwn = threadsOf(bare.pid as number);
+    bare.kill();
+    console.log(
+      `4. the example service after ${seconds} s of mixed load (16 connections, 7 kinds of request)`,
+    );
+    console.log(`   ${Math.round(result.requests.average)} req/s, ${result.non2xx} non-2xx`);
+    console.log(`   RSS ${fixed(rss)} MB (${fixed(rssStart)} MB when ready)  (target <= 200 MB)`);
+    console.log(`   threads ${threads}; an idle Node process has ${nodeOwn}`);
+  } finally {
+    await stopServer(child);
+  }
+}
+
+if (selected("home")) await home();
+if (selected("cancel")) await cancel();
+if (selected("cpu")) await cpu();
+if (selected("examples")) await examples();

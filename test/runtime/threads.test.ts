@@ -1,0 +1,214 @@
+import { fileURLToPath } from "node:url";
+import { threadId } from "node:worker_threads";
+import {
+  type DependencyModel,
+  ModelHandle,
+  ModelLibrary,
+  onThreadEvent,
+  type ThreadEvent,
+} from "modelkit-ts";
+import t from "tap";
+import type { Report } from "../../dist/test/fixtures/thread-models.js";
+
+const FIXTURES = fileURLToPath(
+  new URL("../../dist/test/fixtures/thread-models.js", import.meta.url),
+);
+
+// One library for the file: each thread's cold start costs a while on a busy machine.
+const lib = new ModelLibrary({
+  models: [FIXTURES],
+  requiredModels: ["cpu", "cpu-batch", "cpu-async", "cpu-caller", "cpu-anything", "caller"],
+  // Short, so that the test of a computation that ignores its signal stays short.
+  settings: { cancelGraceMs: 500 },
+});
+const events: ThreadEvent[] = [];
+const stop = onThreadEvent((event) => events.push(event));
+t.before(() => lib.load());
+t.teardown(async () => {
+  stop();
+  await lib.close();
+});
+
+/** Ticks of a 10 ms timer and the worst gap between two, while `run` goes on. */
+async function watch<T>(run: () => Promise<T>) {
+  let ticks = 0;
+  let last = performance.now();
+  let worst = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    worst = Math.max(worst, now - last);
+    last = now;
+    ticks++;
+  }, 10);
+  const result = await run();
+  clearInterval(timer);
+  return { result, ticks, worst: Math.max(worst, performance.now() - last) };
+}
+
+const predict = (name: string, item: object, options = {}) =>
+  lib.predict<Report>(name, item, options);
+
+t.test("a model with threads computes off the event loop, on its own threads", async (t) => {
+  const watched = await watch(() =>
+    Promise.all([predict("cpu", { ms: 300 }), predict("cpu", { ms: 300 })]),
+  );
+  const [a, b] = watched.result;
+  t.equal(a?.main, false, "computed on a thread");
+  t.not(a?.thread, threadId);
+  t.not(a?.thread, b?.thread, "two calls, two threads: threads: 2");
+  // On the event loop, 1.2 s of work would have held the timer back the whole time.
+  t.ok(watched.ticks >= 15, `the event loop kept turning (${watched.ticks} ticks)`);
+  t.ok(watched.worst < 400, `worst timer gap ${Math.round(watched.worst)} ms`);
+
+  const batch = await lib.predictBatch<Report>("cpu", [{ ms: 1 }, { ms: 1 }, { ms: 1 }]);
+  t.equal(batch.length, 3);
+  t.ok(batch.every((report) => !report.main));
+});
+
+t.test("items are validated before they cross, answers after they come back", async (t) => {
+  await t.rejects(predict("cpu", { ms: "long" }), {
+    code: "ERR_ITEM_VALIDATION",
+    modelName: "cpu",
+    issues: [{ path: ["ms"] }],
+  });
+  await t.rejects(lib.predictBatch("cpu", [{ ms: 1 }, { ms: -1 }]), {
+    code: "ERR_ITEM_VALIDATION",
+    issues: [{ path: [1, "ms"] }],
+  });
+  // A value too deep to clone never reaches a thread, and the thread stays free.
+  let deep: unknown = 1;
+  for (let i = 0; i < 20_000; i++) deep = [deep];
+  await t.rejects(lib.predict("cpu-anything", deep), {
+    code: "ERR_WORKER_FAILED",
+    modelName: "cpu-anything",
+    message: /cannot cross/,
+  });
+  await t.rejects(lib.predict("cpu-anything", { f: () => 1 }), { code: "ERR_WORKER_FAILED" });
+  t.type(await lib.predict("cpu-anything", 1), "number", "the next call is served");
+  // An answer that cannot come back fails its own call; the thread keeps serving.
+  await t.rejects(predict("cpu", { ms: 0, answer: "function" }), {
+    code: "ERR_WORKER_FAILED",
+    message: /cpu: its prediction cannot cross/,
+  });
+  t.equal((await predict("cpu", { ms: 0 })).main, false);
+});
+
+t.test("a caller that gives up: answered at once, the computation told to stop", async (t) => {
+  events.length = 0;
+  const started = performance.now();
+  await t.rejects(predict("cpu", { ms: 4_000 }, { signal: AbortSignal.timeout(100) }), {
+    name: "TimeoutError",
+  });
+  t.ok(performance.now() - started < 1_000, "the caller is answered when it gives up");
+  // Both threads are free soon after: the computations saw their signals abort.
+  const [a, b] = await Promise.all([predict("cpu", { ms: 1 }), predict("cpu", { ms: 1 })]);
+  t.not(a.thread, b.thread, "both threads serve again");
+  t.ok(performance.now() - started < 3_000, "well before the 4 s of work would have ended");
+  t.same(events, [], "no thread was replaced");
+});
+
+t.test("a computation that ignores its signal costs its thread, and only that", async (t) => {
+  events.length = 0;
+  const before = await Promise.all([predict("cpu", { ms: 50 }), predict("cpu", { ms: 50 })]);
+  await t.rejects(predict("cpu", { ms: 3_000, obey: false }, { signal: AbortSignal.timeout(50) }), {
+    name: "TimeoutError",
+  });
+  // cancelGraceMs (500 ms) later the thread is ended, and a replacement starts.
+  const deadline = Date.now() + 10_000;
+  while (events.length === 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  t.match(events, [{ type: "replaced", model: "cpu", reason: "stuck" }]);
+  // The replacement loads in the background; until then the other thread serves alone.
+  const known = new Set(before.map((report) => report.thread));
+  let fresh: Report | undefined;
+  while (fresh === undefined && Date.now() < deadline + 20_000) {
+    const round = await Promise.all([predict("cpu", { ms: 50 }), predict("cpu", { ms: 50 })]);
+    fresh = round.find((report) => !known.has(report.thread));
+  }
+  t.equal(fresh?.main, false, "a new thread serves");
+  const others = await lib.predict<{ answer: string }>("caller", { kind: "plain" });
+  t.equal(others.answer, "remote:plain:main", "the other models were not touched");
+  t.equal(events.length, 1, "one replacement");
+});
+
+t.test("a thread that crashes fails its call; a new thread serves the next", async (t) => {
+  events.length = 0;
+  await t.rejects(predict("cpu", { ms: 0, crash: true }), {
+    code: "ERR_WORKER_FAILED",
+    modelName: "cpu",
+    message: /exited with code 7/,
+  });
+  t.match(events, [{ type: "replaced", model: "cpu", reason: "crashed" }]);
+  const next = await predict("cpu", { ms: 1 });
+  t.equal(next.main, false, "served");
+});
+
+t.test("dynamic batches are computed on the threads", async (t) => {
+  const reports = await Promise.all(
+    Array.from({ length: 16 }, () => predict("cpu-batch", { ms: 5 })),
+  );
+  t.equal(reports.length, 16);
+  t.ok(reports.every((report) => !report.main));
+});
+
+t.test("an async model with threads: no instance here, a handle instead", async (t) => {
+  const handle = lib.get<DependencyModel>("cpu-async");
+  t.ok(handle instanceof ModelHandle, "get() gives a ModelHandle");
+  const report: Report = await handle.predict({ ms: 1 });
+  t.equal(report.main, false);
+  t.same((await handle.predictBatch([{ ms: 1 }, { ms: 1 }])).length, 2);
+  t.equal((await predict("cpu-async", { ms: 1 })).main, false);
+  t.match(
+    lib.status().find((status) => status.name === "cpu-async"),
+    { state: "loaded" },
+  );
+  t.match(
+    lib.describe().find((model) => model.configurationKey === "cpu-async"),
+    { kind: "async", threads: 1, state: "loaded" },
+  );
+});
+
+t.test("an async model calling a threaded one awaits a handle", async (t) => {
+  const dependency = lib.get<DependencyModel>("cpu-caller").modelDependencies.get("cpu");
+  t.ok(dependency instanceof ModelHandle);
+  const answer = await lib.predict<{ inner: Report; main: boolean }>("cpu-caller", { ms: 1 });
+  t.equal(answer.main, true, "the async model ran here");
+  t.equal(answer.inner.main, false, "its dependency on its thread");
+});
+
+t.test("a sync model on a thread calls its async dependency home", async (t) => {
+  t.same(await lib.predict("caller", { kind: "plain" }), {
+    answer: "remote:plain:main",
+    main: false,
+  });
+  await t.rejects(lib.predict("caller", { kind: "throw" }), {
+    message: "the remote refused",
+    code: "E_REMOTE",
+    retry: false,
+  });
+  // The remote model's own timeout (300 ms) applies to the call home.
+  const started = performance.now();
+  await t.rejects(lib.predict("caller", { kind: "sleep", ms: 10_000 }), {
+    code: "ERR_PREDICTION_TIMEOUT",
+    modelName: "remote",
+  });
+  t.ok(performance.now() - started < 3_000, "answered at the remote's timeout");
+  t.same(await lib.predict("caller", { kind: "plain" }), {
+    answer: "remote:plain:main",
+    main: false,
+  });
+});
+
+t.test("a caller that gives up ends the call home it waits on", async (t) => {
+  events.length = 0;
+  const started = performance.now();
+  await t.rejects(
+    lib.predict("caller", { kind: "sleep", ms: 250 }, { signal: AbortSignal.timeout(30) }),
+    { name: "TimeoutError" },
+  );
+  const next = await lib.predict("caller", { kind: "plain" });
+  t.same(next, { answer: "remote:plain:main", main: false });
+  t.ok(performance.now() - started < 2_000, "the thread was free again");
+  t.same(events, [], "no thread was replaced");
+});
