@@ -12,13 +12,15 @@ import type {
 } from "../model/types.js";
 import { SynckitBridge } from "../runtime/bridge.js";
 import { type AsyncCaller, pathCaller, type SyncCaller } from "../runtime/callers.js";
+import { threadExecArgv } from "../runtime/exec-argv.js";
 import { ModelHandle } from "../runtime/model-handle.js";
 import { ModelPool } from "../runtime/pool.js";
 import type { ElsewhereModel } from "../runtime/pool-protocol.js";
 import type { WrappedModelInfo } from "../runtime/stand-in.js";
 import { WrappedAsyncModel } from "../runtime/wrapped-async-model.js";
+import { checkConfiguration } from "./configuration.js";
 import { dependencyAliases, dependsOnAsync, loadOrder, notFound } from "./graph.js";
-import { type Registration, registerSources } from "./registry.js";
+import { isModelClass, type Registration, registerSources } from "./registry.js";
 import { ModelRunner } from "./runner.js";
 import {
   DEFAULT_CANCEL_GRACE_MS,
@@ -59,8 +61,7 @@ export interface LibraryRuntime {
   home?: { sync: SyncCaller; async: AsyncCaller };
 }
 
-/** Model threads get the main thread's flags (loaders such as tsx), but not `node -e`'s. */
-const THREAD_EXEC_ARGV = process.execArgv.filter((arg) => !arg.startsWith("--input-type"));
+const THREAD_EXEC_ARGV = threadExecArgv();
 
 /**
  * Loads model classes from modules, builds the required configurations with their
@@ -139,6 +140,9 @@ export class ModelLibrary {
       const required = this.#options.requiredModels ?? [...this.#registry.keys()];
       const elsewhere = new Set(Object.keys(this.#runtime.elsewhere ?? {}));
       this.#order = loadOrder(required, this.#registry, elsewhere);
+      for (const name of this.#order) {
+        checkConfiguration(name, this.#configurations.get(name) ?? {});
+      }
       const caching = this.#order.some(
         (name) => this.#configurations.get(name)?.modelSettings?.cachePredictions === true,
       );
@@ -163,23 +167,33 @@ export class ModelLibrary {
       .map((name) => settle(() => this.#build(name)));
     const pools = this.#order
       .filter((name) => this.#threaded(name))
-      .map((name) => this.#pool(name).start());
+      .map((name) => this.#startPool(name));
     const results = await Promise.allSettled([...builds, ...pools]);
     const failed = results.find((result) => result.status === "rejected");
     this.#state = failed ? "failed" : "loaded";
     if (failed) throw failed.reason;
   }
 
+  /**
+   * The final configuration of every name: the class's declaration, then the `configuration`
+   * option, then `requiredModels` settings. A name the option adds takes the class its `model`
+   * names; `model` is kept as a configuration name, which threads can resolve again.
+   */
   #resolveConfigurations(): void {
     const { configuration: overrides, settingsOverrides } = this.#options;
-    for (const name of [...Object.keys(overrides), ...Object.keys(settingsOverrides)]) {
+    for (const [name, override] of Object.entries(overrides)) {
+      if (!this.#registry.has(name)) this.#addConfiguration(name, override);
+    }
+    for (const name of Object.keys(settingsOverrides)) {
       if (!this.#registry.has(name)) throw notFound(name, this.#registry.keys());
     }
     for (const [name, registration] of this.#registry) {
       const override = overrides[name] ?? {};
+      const { model: _model, ...rest } = override;
       this.#configurations.set(name, {
         ...registration.configuration,
-        ...override,
+        ...rest,
+        ...(registration.base === undefined ? {} : { model: registration.base }),
         modelSettings: {
           ...registration.configuration.modelSettings,
           ...override.modelSettings,
@@ -187,6 +201,41 @@ export class ModelLibrary {
         },
       } as ModelConfiguration);
     }
+  }
+
+  #addConfiguration(name: string, override: Partial<ModelConfiguration>): void {
+    const model = override.model;
+    if (model === undefined) {
+      const hint = " (to add a configuration, name its model: { model: SomeModel })";
+      throw new ModelkitError(
+        "ERR_CONFIGURATION_NOT_FOUND",
+        `${notFound(name, this.#registry.keys()).message}${hint}`,
+        { modelName: name },
+      );
+    }
+    const base =
+      typeof model === "string"
+        ? this.#registry.get(model)
+        : [...this.#registry.values()].find((registration) => registration.cls === model);
+    if (typeof model === "string" && base === undefined) {
+      throw notFound(model, this.#registry.keys(), name);
+    }
+    const cls = base?.cls ?? (isModelClass(model) ? model : undefined);
+    if (cls === undefined) {
+      throw new ModelkitError(
+        "ERR_INVALID_SETTINGS",
+        `${name}: model must be a model class or a configuration name`,
+        { modelName: name },
+      );
+    }
+    this.#registry.set(name, {
+      name,
+      cls,
+      // A configuration name to start from brings its configuration; a class, its defaults.
+      configuration: typeof model === "string" ? (base?.configuration ?? {}) : {},
+      moduleUrl: base?.moduleUrl,
+      base: base?.name,
+    });
   }
 
   #kind(name: string): ModelKind {
@@ -262,6 +311,18 @@ export class ModelLibrary {
       return loading.then(() => this.#register(name, model));
     };
     return from(0);
+  }
+
+  #register(name: string, model: AnyModel): AnyModel {
+    if (!this.#models.has(name)) {
+      this.#models.set(name, model);
+      this.#loaded.push(name);
+      this.#options.logger?.info(
+        { model: name, loadMs: round(model.loadTimeMs ?? 0), rssMb: rssMb() },
+        "model loaded",
+      );
+    }
+    return model;
   }
 
   /**
@@ -391,10 +452,26 @@ export class ModelLibrary {
         stuckAfterMs: settings.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS,
         maxQueue: Math.max(1024, 64 * threads),
         execArgv: THREAD_EXEC_ARGV,
+        onEvent: (event) => this.#options.logger?.warn(event, "model thread replaced"),
       },
     );
     this.#pools.set(name, pool);
     return pool;
+  }
+
+  async #startPool(name: string): Promise<void> {
+    const started = performance.now();
+    const pool = this.#pool(name);
+    await pool.start();
+    this.#options.logger?.info(
+      {
+        model: name,
+        threads: pool.size,
+        loadMs: round(performance.now() - started),
+        rssMb: rssMb(),
+      },
+      "model threads loaded",
+    );
   }
 
   /** alias -> configuration name of `name`'s dependencies. */
@@ -416,14 +493,6 @@ export class ModelLibrary {
       modelDependencies: dependencies,
       ...(cache === undefined ? {} : { cache }),
     });
-  }
-
-  #register(name: string, model: AnyModel): AnyModel {
-    if (!this.#models.has(name)) {
-      this.#models.set(name, model);
-      this.#loaded.push(name);
-    }
-    return model;
   }
 
   /**
@@ -650,6 +719,9 @@ export class ModelLibrary {
     if (errors.length > 1) throw new AggregateError(errors, "several models failed to close");
   }
 }
+
+const round = (ms: number) => Math.round(ms * 10) / 10;
+const rssMb = () => Math.round(process.memoryUsage.rss() / 1048576);
 
 /** The state of a model made of several parts: the first of these that any part is in. */
 const STATE_PRECEDENCE: readonly ModelState[] = [

@@ -23,6 +23,8 @@ export interface Registration {
   configuration: ModelConfiguration;
   /** The module URL the class was found in, when it came from a specifier (workers import it). */
   moduleUrl: string | undefined;
+  /** For a name the library's `configuration` option added: a configuration of the same class. */
+  base?: string | undefined;
 }
 
 /** True for a concrete model class that declares its own configurations. */

@@ -52,13 +52,24 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_POOL_SIZE = 2;
 export const DEFAULT_CANCEL_GRACE_MS = 10_000;
 
+/** Where the library reports each model's load and each thread it replaces (pino fits). */
+export interface LibraryLogger {
+  info(data: object, message: string): void;
+  warn(data: object, message: string): void;
+}
+
 export interface ModelLibraryOptions {
   models?: ModelSource | readonly ModelSource[];
   /** Omitted: every configuration. A list, or a record name -> modelSettings overrides. */
   requiredModels?: readonly string[] | Record<string, Record<string, unknown>>;
-  /** Per-configuration overrides merged over what the classes declare. */
+  /**
+   * Per-configuration overrides merged over what the classes declare. A new name adds a
+   * configuration: give it `model`, the class (or the name of one of its configurations).
+   */
   configuration?: Record<string, Partial<ModelConfiguration>>;
   settings?: LibrarySettings;
+  /** Told of each model's load (time, memory) and of each model thread replaced; none: silent. */
+  logger?: LibraryLogger;
 }
 
 /** The options in force: explicit ones, else `MODELKIT_*` environment variables, else defaults. */
@@ -68,6 +79,7 @@ export interface ResolvedOptions {
   settingsOverrides: Record<string, Record<string, unknown>>;
   configuration: Record<string, Partial<ModelConfiguration>>;
   settings: LibrarySettings;
+  logger: LibraryLogger | undefined;
 }
 
 const list = (value: string | undefined) =>
@@ -170,5 +182,6 @@ export function resolveOptions(
     settingsOverrides,
     configuration: options.configuration ?? {},
     settings,
+    logger: options.logger,
   };
 }

@@ -30,6 +30,11 @@ export interface ModelConfiguration {
    * library's path dispatches its predictions (or dynamic batches) there.
    */
   threads?: number;
+  /**
+   * Only in the library's `configuration` option, to add a configuration name: the model it
+   * configures, as a model class or as the name of one of that class's configurations.
+   */
+  model?: string | (abstract new (...args: never[]) => unknown);
 }
 
 /** What every `_predict` / `_predictBatch` receives besides its items. */

@@ -20,6 +20,18 @@ const POOL_THREAD = new URL("../threads/pool-thread.js", import.meta.url);
 const CLOSE_GRACE_MS = 2_000;
 /** Least time between two threads started to replace lost ones: a crash loop must not spin. */
 const REPLACE_INTERVAL_MS = 1_000;
+/**
+ * How long a computation waits for a busy pool before one more thread starts: a pool whose
+ * computations are short (a sync model whose async dependency answers in microseconds) stays
+ * at one thread, one whose computations wait on slow calls grows to its size.
+ */
+const GROW_AFTER_MS = 10;
+/**
+ * A thread's young generation. What a model allocates per task dies with the task; V8's default
+ * lets the young generation of every thread grow to 32 MB under load, which in a pool of a few
+ * threads costs more memory than the extra scavenges of a smaller one cost time.
+ */
+const THREAD_YOUNG_GENERATION_MB = 8;
 
 /** What a pool reports on `THREAD_CHANNEL`, for logs and metrics. */
 export type ThreadEvent = {
@@ -66,11 +78,14 @@ export interface PoolOptions {
   maxQueue: number;
   /** Node flags of the threads: the main thread's loaders (tsx, type stripping) included. */
   execArgv: string[];
+  /** Told of each thread replaced, beside `THREAD_CHANNEL`'s subscribers. */
+  onEvent?: ((event: ThreadEvent) => void) | undefined;
 }
 
 interface Task {
   readonly id: number;
   readonly items: unknown[];
+  readonly enqueuedAt: number;
   readonly context: Omit<PredictContext, "signal">;
   readonly signal: AbortSignal | undefined;
   readonly resolve: (value: unknown) => void;
@@ -115,6 +130,7 @@ export class ModelPool {
   #batchFirst = false;
   #lastLoss = Number.NEGATIVE_INFINITY;
   #replacing: NodeJS.Timeout | undefined;
+  #growCheck: NodeJS.Timeout | undefined;
   #started: Promise<void> | undefined;
 
   constructor(spec: ThreadSpec, options: PoolOptions) {
@@ -180,6 +196,7 @@ export class ModelPool {
       const task: Task = {
         id: nextTaskId++,
         items,
+        enqueuedAt: performance.now(),
         context: rest,
         signal,
         resolve,
@@ -201,6 +218,7 @@ export class ModelPool {
     if (this.#state === "closed") return;
     this.#state = "closed";
     clearTimeout(this.#replacing);
+    clearTimeout(this.#growCheck);
     for (const task of this.#queue.splice(0)) this.#settle(task, false, this.#closedError());
     await Promise.all(
       this.#threads.splice(0).map(async (thread) => {
@@ -221,7 +239,10 @@ export class ModelPool {
     });
   }
 
-  /** Hands waiting tasks to idle threads, and starts a thread when all are busy. */
+  /**
+   * Hands waiting tasks to idle threads. Starts a thread when fewer than `warm` live, or when
+   * a task has waited `GROW_AFTER_MS` for a busy pool.
+   */
   #dispatch(): void {
     for (const thread of this.#threads) {
       if (!thread.loaded || thread.task !== undefined) continue;
@@ -229,12 +250,23 @@ export class ModelPool {
       if (task === undefined) return;
       this.#run(thread, task);
     }
+    if (this.#threads.length >= this.#options.threads) return;
+    if (this.#threads.length < this.#options.warm) {
+      this.#grow();
+      return;
+    }
     const starting = this.#threads.filter((thread) => !thread.loaded).length;
-    const wanted = Math.max(
-      this.#options.warm - this.#threads.length,
-      this.#queue.length - starting,
-    );
-    if (wanted > 0 && this.#threads.length < this.#options.threads) this.#grow();
+    const oldest = this.#queue.find((task) => !task.settled);
+    if (oldest === undefined || this.#queue.length <= starting) return;
+    const waited = performance.now() - oldest.enqueuedAt;
+    if (waited >= GROW_AFTER_MS) {
+      this.#grow();
+    } else if (this.#growCheck === undefined) {
+      this.#growCheck = setTimeout(() => {
+        this.#growCheck = undefined;
+        this.#dispatch();
+      }, GROW_AFTER_MS - waited);
+    }
   }
 
   #next(): Task | undefined {
@@ -304,6 +336,7 @@ export class ModelPool {
       workerData,
       transferList: [port2],
       execArgv: this.#options.execArgv,
+      resourceLimits: { maxYoungGenerationSizeMb: THREAD_YOUNG_GENERATION_MB },
     });
     const thread: PoolThread = {
       worker,
@@ -463,9 +496,9 @@ export class ModelPool {
     void thread.worker.terminate();
     if (thread.task !== undefined)
       this.#settle(thread.task, false, this.#lossError(thread, detail));
-    if (channel.hasSubscribers) {
-      channel.publish({ type: "replaced", model: this.name, reason, detail } satisfies ThreadEvent);
-    }
+    const event: ThreadEvent = { type: "replaced", model: this.name, reason, detail };
+    this.#options.onEvent?.(event);
+    if (channel.hasSubscribers) channel.publish(event);
     this.#lastLoss = performance.now();
     this.#dispatch();
   }

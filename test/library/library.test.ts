@@ -307,3 +307,80 @@ t.test("a model's timeoutMs bounds the async path and aborts its signal", async 
   });
   t.ok(lib.get<{ aborted: boolean }>("slow_predict").aborted, "the model saw the abort");
 });
+
+t.test("configuration keys the library would misread are refused, with a hint", async (t) => {
+  const load = (configuration: Record<string, unknown>) =>
+    library({ requiredModels: ["sentiment"], configuration: { sentiment: configuration } }).load();
+  await t.rejects(load({ cache_predictions: true }), {
+    code: "ERR_INVALID_SETTINGS",
+    modelName: "sentiment",
+    message:
+      /unknown configuration key "cache_predictions" \(did you mean modelSettings\.cachePredictions\?\)/,
+  });
+  await t.rejects(load({ timeoutMS: 5 }), {
+    message: /unknown configuration key "timeoutMS" \(did you mean "timeoutMs"\?\)/,
+  });
+  await t.rejects(load({ modelSettings: { batch_size: 8 } }), {
+    message: /modelSettings\.batch_size is not read \(did you mean modelSettings\.batchSize\?\)/,
+  });
+  await t.rejects(load({ threads: 0 }), { message: /threads must be an integer from 1 to 256/ });
+  await t.rejects(load({ timeoutMs: -1 }), { message: /timeoutMs must be a number/ });
+  await t.rejects(load({ modelDependencies: [1] }), { message: /modelDependencies must be/ });
+  const fine = library({
+    requiredModels: ["sentiment"],
+    configuration: { sentiment: { modelSettings: { bias: 1, my_own_setting: true } } },
+  });
+  t.teardown(() => fine.close());
+  await fine.load();
+  t.same(await fine.predict("sentiment", { text: "a b" }), { score: 3 }, "a model's own keys pass");
+});
+
+t.test("the configuration option adds configurations, by class or by configuration", async (t) => {
+  const lib = library({
+    requiredModels: ["sentiment", "sentiment_biased", "shout"],
+    configuration: {
+      sentiment_biased: { model: "sentiment", modelSettings: { bias: 100 } },
+      shout: { model: fixtures.Tokenizer, modelSettings: { note: "added" } },
+    },
+  });
+  t.teardown(() => lib.close());
+  await lib.load();
+  t.same(await lib.predict("sentiment", { text: "a b" }), { score: 2 });
+  t.same(
+    await lib.predict("sentiment_biased", { text: "a b" }),
+    { score: 102 },
+    "a configuration of the same class, its dependencies included, with new settings",
+  );
+  t.same(await lib.predict("shout", "Hello World"), ["hello", "world"]);
+  t.equal(lib.get<Model>("shout").modelSettings.note, "added");
+  await t.rejects(library({ configuration: { nobody: { modelSettings: {} } } }).load(), {
+    code: "ERR_CONFIGURATION_NOT_FOUND",
+    message: /name its model/,
+  });
+  await t.rejects(library({ configuration: { other: { model: "sentimen" } } }).load(), {
+    code: "ERR_CONFIGURATION_NOT_FOUND",
+    message: /did you mean "sentiment"/,
+  });
+});
+
+t.test("a logger given to the library hears of each model's load", async (t) => {
+  const lines: { level: string; data: Record<string, unknown>; message: string }[] = [];
+  const logger = {
+    info: (data: object, message: string) =>
+      lines.push({ level: "info", data: data as Record<string, unknown>, message }),
+    warn: (data: object, message: string) =>
+      lines.push({ level: "warn", data: data as Record<string, unknown>, message }),
+  };
+  const lib = library({ requiredModels: ["sentiment"], logger });
+  t.teardown(() => lib.close());
+  await lib.load();
+  t.same(
+    lines.map((line) => [line.level, line.message, line.data.model]),
+    [
+      ["info", "model loaded", "tokenizer"],
+      ["info", "model loaded", "sentiment"],
+    ],
+  );
+  t.type(lines[1]?.data.loadMs, "number");
+  t.ok(Number(lines[1]?.data.rssMb) > 0, "and the process's memory after it");
+});

@@ -17,7 +17,17 @@ const FIXTURES = fileURLToPath(
 // One library for the file: each thread's cold start costs a while on a busy machine.
 const lib = new ModelLibrary({
   models: [FIXTURES],
-  requiredModels: ["cpu", "cpu-batch", "cpu-async", "cpu-caller", "cpu-anything", "caller"],
+  requiredModels: [
+    "cpu",
+    "cpu-batch",
+    "cpu-async",
+    "cpu-caller",
+    "cpu-anything",
+    "caller",
+    "cpu-added",
+  ],
+  // A configuration the library adds: its threads rebuild it too.
+  configuration: { "cpu-added": { model: "cpu", threads: 1 } },
   // Short, so that the test of a computation that ignores its signal stays short.
   settings: { cancelGraceMs: 500 },
 });
@@ -142,6 +152,15 @@ t.test("a thread that crashes fails its call; a new thread serves the next", asy
   t.match(events, [{ type: "replaced", model: "cpu", reason: "crashed" }]);
   const next = await predict("cpu", { ms: 1 });
   t.equal(next.main, false, "served");
+});
+
+t.test("a configuration added by the library runs on threads of its own", async (t) => {
+  const report = await predict("cpu-added", { ms: 1 });
+  t.equal(report.main, false);
+  t.match(
+    lib.describe().find((model) => model.configurationKey === "cpu-added"),
+    { className: "Cpu", threads: 1 },
+  );
 });
 
 t.test("dynamic batches are computed on the threads", async (t) => {
