@@ -42,8 +42,8 @@ export function isModelClass(value: unknown): value is ModelClass {
 }
 
 /**
- * Turns a specifier into an importable URL. Paths resolve from the current directory (as the
- * design says), bare names from the current directory's node_modules.
+ * Turns a specifier into an importable URL. Paths resolve from the current directory, as
+ * `MODELKIT_MODELS` given on a command line would; bare names from its node_modules.
  */
 export function moduleUrlOf(specifier: string | URL, cwd = process.cwd()): string {
   if (specifier instanceof URL) return specifier.href;

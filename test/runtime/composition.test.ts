@@ -3,7 +3,7 @@ import { type DependencyModel, ModelLibrary, WrappedAsyncModel } from "modelkit-
 import t from "tap";
 
 const FIXTURES = fileURLToPath(
-  new URL("../../dist/test/fixtures/bridge-models.js", import.meta.url),
+  new URL("../../dist/test/fixtures/composition-models.js", import.meta.url),
 );
 
 // One library for the whole file: its worker threads are what is under test, and each cold

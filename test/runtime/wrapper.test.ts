@@ -3,7 +3,7 @@ import { type DependencyModel, ModelkitError, ModelLibrary, WrappedAsyncModel } 
 import t from "tap";
 
 const FIXTURES = fileURLToPath(
-  new URL("../../dist/test/fixtures/bridge-models.js", import.meta.url),
+  new URL("../../dist/test/fixtures/composition-models.js", import.meta.url),
 );
 
 // `probe` is a sync model holding a WrappedAsyncModel of each misbehaving async model.

@@ -4,10 +4,10 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { type DependencyModel, ModelLibrary, onThreadEvent, type ThreadEvent } from "modelkit-ts";
 import t from "tap";
-import * as fixtures from "../../dist/test/fixtures/bridge-models.js";
+import * as fixtures from "../../dist/test/fixtures/composition-models.js";
 
 const FIXTURES = fileURLToPath(
-  new URL("../../dist/test/fixtures/bridge-models.js", import.meta.url),
+  new URL("../../dist/test/fixtures/composition-models.js", import.meta.url),
 );
 const INDEX = new URL("../../dist/src/index.js", import.meta.url).href;
 
@@ -75,7 +75,7 @@ t.test("the event loop stays free while a sync model waits on its async dependen
   );
   t.equal((many.result as unknown[]).length, 4, "concurrent calls all answer");
   t.ok(many.ticks >= 10, `the timer kept firing during them (${many.ticks} ticks)`);
-  // How much faster than one after another they finish is measured in bench/bridge.ts.
+  // The cost of a call home is measured by bench/runtime.ts (npm run bench:runtime).
 });
 
 t.test("a cached model on a pool thread: looked up here, only misses computed there", async (t) => {
