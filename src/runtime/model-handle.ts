@@ -3,7 +3,7 @@ import { batchInChunks, generateInChunksAsync } from "../model/chunking.js";
 import { settle } from "../model/maybe.js";
 import type { BatchOptions, ModelKind, PredictOptions } from "../model/types.js";
 import type { AsyncCaller } from "./callers.js";
-import { StandIn, type WrappedModelInfo } from "./stand-in.js";
+import { StandIn } from "./stand-in.js";
 
 /**
  * What an async model's `modelDependencies.get(name)` returns for a dependency that does not
@@ -15,21 +15,14 @@ import { StandIn, type WrappedModelInfo } from "./stand-in.js";
  * @example
  * const tokens = await this.modelDependencies.get("heavy-tokenizer").predict(text);
  */
-export class ModelHandle<TItem = unknown, TReturn = unknown> extends StandIn {
+export class ModelHandle<TItem = unknown, TReturn = unknown> extends StandIn<AsyncCaller> {
   /** Calls answer promises, whatever the model behind is. */
   readonly kind: ModelKind = "async";
-  readonly #caller: AsyncCaller;
-
-  /** Built by the library for a dependency hosted elsewhere; not meant to be built by hand. */
-  constructor(caller: AsyncCaller, info: WrappedModelInfo) {
-    super(info, () => caller.closed);
-    this.#caller = caller;
-  }
 
   predict(item: TItem, options: PredictOptions = {}): Promise<TReturn> {
     return settle(() => {
       this.assertOpen();
-      return this.#caller.predict(this.configurationKey, item, options) as Promise<TReturn>;
+      return this.caller.predict(this.configurationKey, item, options) as Promise<TReturn>;
     });
   }
 
@@ -58,6 +51,6 @@ export class ModelHandle<TItem = unknown, TReturn = unknown> extends StandIn {
 
   #chunks(options: PredictOptions): (chunk: TItem[], step: number) => Promise<TReturn[]> {
     return (chunk, step) =>
-      this.#caller.predictChunk(this.configurationKey, chunk, step, options) as Promise<TReturn[]>;
+      this.caller.predictChunk(this.configurationKey, chunk, step, options) as Promise<TReturn[]>;
   }
 }

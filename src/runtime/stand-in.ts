@@ -12,9 +12,10 @@ export interface WrappedModelInfo {
 
 /**
  * What a dependent holds for a model that does not run on its thread, or not in a way it can
- * call directly: `WrappedAsyncModel` (synchronous calls) and `ModelHandle` (promises).
+ * call directly: `WrappedAsyncModel` (synchronous calls) and `ModelHandle` (promises), each
+ * over the caller that reaches the model where it runs.
  */
-export abstract class StandIn {
+export abstract class StandIn<TCaller extends { readonly closed: boolean }> {
   /** How calls answer, whatever the model behind is. */
   abstract readonly kind: ModelKind;
   readonly configurationKey: string;
@@ -22,21 +23,22 @@ export abstract class StandIn {
   readonly batchSize: number | undefined;
   /** Milliseconds each call may take. */
   readonly timeoutMs: number;
-  readonly #closed: () => boolean;
+  protected readonly caller: TCaller;
 
-  protected constructor(info: WrappedModelInfo, closed: () => boolean) {
+  /** Built by the library for a dependency that runs elsewhere; not meant to be built by hand. */
+  constructor(caller: TCaller, info: WrappedModelInfo) {
+    this.caller = caller;
     this.configurationKey = info.configurationKey;
     this.batchSize = info.batchSize;
     this.timeoutMs = info.timeoutMs;
-    this.#closed = closed;
   }
 
   get state(): "loaded" | "closed" {
-    return this.#closed() ? "closed" : "loaded";
+    return this.caller.closed ? "closed" : "loaded";
   }
 
   protected assertOpen(): void {
-    if (this.#closed()) {
+    if (this.caller.closed) {
       throw new ModelkitError("ERR_MODEL_NOT_LOADED", `${this.configurationKey} is closed`, {
         modelName: this.configurationKey,
       });

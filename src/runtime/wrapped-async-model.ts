@@ -2,7 +2,7 @@ import { batchChunkSize, contextOf, genChunkSize } from "../model/base.js";
 import { batchInChunks, generateInChunks } from "../model/chunking.js";
 import type { BatchOptions, ModelKind, PredictOptions } from "../model/types.js";
 import type { SyncCaller } from "./callers.js";
-import { StandIn, type WrappedModelInfo } from "./stand-in.js";
+import { StandIn } from "./stand-in.js";
 
 /**
  * What a sync model's `modelDependencies.get(name)` returns for an async dependency: the same
@@ -25,21 +25,14 @@ import { StandIn, type WrappedModelInfo } from "./stand-in.js";
  *   }
  * }
  */
-export class WrappedAsyncModel<TItem = unknown, TReturn = unknown> extends StandIn {
+export class WrappedAsyncModel<TItem = unknown, TReturn = unknown> extends StandIn<SyncCaller> {
   /** Calls are synchronous, whatever the wrapped model is. */
   readonly kind: ModelKind = "sync";
-  readonly #caller: SyncCaller;
-
-  /** Built by the library for a sync model's async dependency; not meant to be built by hand. */
-  constructor(caller: SyncCaller, info: WrappedModelInfo) {
-    super(info, () => caller.closed);
-    this.#caller = caller;
-  }
 
   /** Predicts one item where the model lives; blocks until it answers. */
   predict(item: TItem, options?: PredictOptions): TReturn {
     this.assertOpen();
-    return this.#caller.predict(this.configurationKey, item, optionsOf(options)) as TReturn;
+    return this.caller.predict(this.configurationKey, item, optionsOf(options)) as TReturn;
   }
 
   /**
@@ -69,7 +62,7 @@ export class WrappedAsyncModel<TItem = unknown, TReturn = unknown> extends Stand
   #chunks(options: PredictOptions): (chunk: TItem[], step: number) => TReturn[] {
     const crossing = optionsOf(options);
     return (chunk, step) =>
-      this.#caller.predictChunk(this.configurationKey, chunk, step, crossing) as TReturn[];
+      this.caller.predictChunk(this.configurationKey, chunk, step, crossing) as TReturn[];
   }
 }
 
