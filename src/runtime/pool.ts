@@ -262,10 +262,11 @@ export class ModelPool {
     if (waited >= GROW_AFTER_MS) {
       this.#grow();
     } else if (this.#growCheck === undefined) {
+      // Timers of the pool never keep a process alive: a waiting caller's thread does.
       this.#growCheck = setTimeout(() => {
         this.#growCheck = undefined;
         this.#dispatch();
-      }, GROW_AFTER_MS - waited);
+      }, GROW_AFTER_MS - waited).unref();
     }
   }
 
@@ -315,7 +316,7 @@ export class ModelPool {
         "stuck",
         `its computation went on ${this.#options.stuckAfterMs} ms after its caller gave up`,
       );
-    }, this.#options.stuckAfterMs);
+    }, this.#options.stuckAfterMs).unref();
   }
 
   #settle(task: Task, ok: boolean, value: unknown): void {
@@ -522,7 +523,7 @@ export class ModelPool {
     this.#replacing = setTimeout(() => {
       this.#replacing = undefined;
       this.#dispatch();
-    }, wait);
+    }, wait).unref();
   }
 
   #remove(thread: PoolThread): boolean {
