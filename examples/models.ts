@@ -27,12 +27,56 @@ export class Tokenizer extends Model<string, string[]> {
   readonly #segmenter = new Intl.Segmenter("en", { granularity: "word" });
 
   protected override _predict(text: string): string[] {
+    const lower = text.toLowerCase();
     const words: string[] = [];
-    for (const { segment, isWordLike } of this.#segmenter.segment(text.toLowerCase())) {
-      if (isWordLike) words.push(segment.replaceAll("\u2019", "'"));
+    for (let start = 0; start < lower.length; ) {
+      const end = windowEnd(lower, start);
+      const segments = [...this.#segmenter.segment(lower.slice(start, end))];
+      // A window cut inside a run without whitespace (Chinese, Japanese, Thai) may end with
+      // segments the cut changed: the next window starts again `MARGIN` characters before it.
+      const cutInside = end < lower.length && !WHITESPACE.test(lower[end] as string);
+      const keep = cutInside ? kept(segments, end - start) : segments.length;
+      for (let i = 0; i < keep; i++) {
+        const { segment, isWordLike } = segments[i] as Intl.SegmentData;
+        if (isWordLike) words.push(segment.replaceAll("\u2019", "'"));
+      }
+      start = keep < segments.length ? start + (segments[keep] as Intl.SegmentData).index : end;
     }
     return words;
   }
+}
+
+/**
+ * Characters given to `Intl.Segmenter` at once. V8's segment iterator costs more per segment the
+ * longer the text it walks, which makes one call over a whole text quadratic in its length; in
+ * windows of about this size the cost is linear. A word longer than a window is split.
+ */
+const WINDOW = 256;
+const WHITESPACE = /\s/;
+
+/** Characters of context kept past the segments of a window cut inside a run of text. */
+const MARGIN = 32;
+
+/** How many of a cut window's segments to keep: those ending `MARGIN` before its end. */
+function kept(segments: Intl.SegmentData[], length: number): number {
+  let keep = segments.length - 1;
+  while (keep > 1 && (segments[keep] as Intl.SegmentData).index > length - MARGIN) keep--;
+  return Math.max(keep, 1);
+}
+
+/**
+ * Where the window starting at `start` ends: before the last whitespace within `WINDOW`
+ * characters, since no word spans whitespace (Unicode's word boundary rules, UAX #29) and each
+ * window is then segmented exactly as the whole text would be. Without whitespace there, at
+ * `WINDOW` characters.
+ */
+function windowEnd(text: string, start: number): number {
+  const limit = start + WINDOW;
+  if (limit >= text.length) return text.length;
+  for (let i = limit; i > start; i--) {
+    if (WHITESPACE.test(text[i] as string)) return i;
+  }
+  return limit;
 }
 
 const Lexicon = z.object({

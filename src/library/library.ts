@@ -1,7 +1,7 @@
 import { LibraryThreads } from "../bridge/library-threads.js";
 import { attachCache } from "../cache/chunk.js";
 import { createPredictionCache, type PredictionCache } from "../cache/prediction-cache.js";
-import { didYouMean, ModelkitError } from "../errors.js";
+import { didYouMean, hasErrorCode, ModelkitError } from "../errors.js";
 import type { BaseModel } from "../model/base.js";
 import type {
   ModelConfiguration,
@@ -384,30 +384,69 @@ export class ModelLibrary {
     return this.#order.flatMap((name) => this.#models.get(name)?.describe() ?? []);
   }
 
-  /** Closes every model once, dependents before their dependencies. */
-  async close(): Promise<void> {
+  /**
+   * Closes every model once, dependents before their dependencies. With `timeoutMs`, each
+   * model's close (and a load still running) is awaited that long at most: a model past it is
+   * left as it is, the others still close, and `close()` rejects with `ERR_CLOSE_TIMEOUT`
+   * naming it (an `AggregateError` when several failed).
+   *
+   * @example
+   * await library.close({ timeoutMs: 5000 });
+   */
+  async close(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.#state === "closed" || this.#state === "closing") return;
     this.#state = "closing";
-    // A load still running must finish first, or its models would never be closed.
-    await Promise.allSettled(this.#building.values());
+    const { timeoutMs } = options;
     const errors: unknown[] = [];
+    // A load still running must finish first, or its models would never be closed.
+    await Promise.all(
+      [...this.#building].map(([name, building]) =>
+        withinTimeout(building, timeoutMs, `model "${name}" was still loading`, name).catch(
+          (error: unknown) => {
+            if (hasErrorCode(error, "ERR_CLOSE_TIMEOUT")) errors.push(error);
+          },
+        ),
+      ),
+    );
     for (const name of [...this.#loaded].reverse()) {
       try {
-        await this.#models.get(name)?.close();
+        const closing = this.#models.get(name)?.close();
+        await withinTimeout(closing, timeoutMs, `model "${name}" did not close`, name);
       } catch (error) {
         errors.push(error);
       }
     }
     try {
-      await this.#threads?.close();
+      await withinTimeout(this.#threads?.close(), timeoutMs, "the worker threads did not close");
     } catch (error) {
       errors.push(error);
     }
-    await this.#cache?.close(); // never throws: a Redis already gone is simply dropped
+    // Never throws: a Redis already gone is simply dropped.
+    await withinTimeout(this.#cache?.close(), timeoutMs, "the cache did not close").catch(
+      (error: unknown) => errors.push(error),
+    );
     this.#state = "closed";
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) throw new AggregateError(errors, "several models failed to close");
   }
+}
+
+/** `work`, or `ERR_CLOSE_TIMEOUT` once `timeoutMs` passed first (no bound when undefined). */
+function withinTimeout(
+  work: Promise<unknown> | undefined,
+  timeoutMs: number | undefined,
+  what: string,
+  modelName?: string,
+): Promise<unknown> {
+  if (work === undefined || timeoutMs === undefined) return Promise.resolve(work);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      const message = `${what} within ${timeoutMs} ms`;
+      reject(new ModelkitError("ERR_CLOSE_TIMEOUT", message, { modelName }));
+    }, timeoutMs);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
 function describeError(error: unknown): { code?: string; message: string } {
