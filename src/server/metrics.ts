@@ -89,7 +89,12 @@ export const metrics = fp<MetricsOptions>(
       buckets: options.durationBuckets ?? DEFAULT_DURATION_BUCKETS,
       registers: [registry],
     });
-    const countPredictions = predictionCounter(registry);
+    const predictions = new Counter({
+      name: "modelkit_predictions_total",
+      help: "Items predicted successfully over HTTP, by model",
+      labelNames: ["model"] as const,
+      registers: [registry],
+    });
     const predictionErrors = new Counter({
       name: "modelkit_prediction_errors_total",
       help: "Failed prediction requests by model and error code",
@@ -155,7 +160,7 @@ export const metrics = fp<MetricsOptions>(
       if (PREDICT_ROUTES.has(route)) {
         if (reply.statusCode < 400) {
           const body = request.body;
-          countPredictions(model, Array.isArray(body) ? body.length : 1);
+          predictions.inc({ model }, Array.isArray(body) ? body.length : 1);
         } else {
           const code = problemCodeOf(request) ?? `HTTP_${reply.statusCode}`;
           predictionErrors.inc({ model, code });
@@ -228,26 +233,6 @@ export const metrics = fp<MetricsOptions>(
   },
   { fastify: "5.x", name: "modelkit-metrics" },
 );
-
-/**
- * `modelkit_predictions_total`, counted per model on the request path and added to the counter
- * at each scrape: prom-client's `inc` checks the label names and hashes the label values on
- * every call (BENCHMARKS.md). Returns the function that counts.
- */
-function predictionCounter(registry: Registry): (model: string, items: number) => void {
-  const pending = new Map<string, number>();
-  new Counter({
-    name: "modelkit_predictions_total",
-    help: "Items predicted successfully over HTTP, by model",
-    labelNames: ["model"] as const,
-    registers: [registry],
-    collect() {
-      for (const [model, items] of pending) this.inc({ model }, items);
-      pending.clear();
-    },
-  });
-  return (model, items) => pending.set(model, (pending.get(model) ?? 0) + items);
-}
 
 const CACHE_COUNTERS = {
   hits: "Prediction cache hits by model",
