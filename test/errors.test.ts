@@ -29,7 +29,12 @@ t.test("docs/errors.md has one row per code of every share, with its status", as
 });
 
 t.test("the library's table holds only the library's codes", async (t) => {
-  for (const code of ["ERR_MALFORMED_JSON", "ERR_NOT_FOUND", "ERR_BODY_TOO_LARGE", "ERR_NOT_READY"]) {
+  for (const code of [
+    "ERR_MALFORMED_JSON",
+    "ERR_NOT_FOUND",
+    "ERR_BODY_TOO_LARGE",
+    "ERR_NOT_READY",
+  ]) {
     t.notOk(code in ERROR_CODES, `${code} is HTTP's`);
     t.ok(code in HTTP_ERROR_CODES, `${code} is in the server's table`);
   }

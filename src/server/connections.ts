@@ -135,13 +135,15 @@ export function guardServer(
     const problem = makeProblem("ERR_EXPECTATION_FAILED", requestId, detail);
     problem.instance = request.url ?? "";
     log()?.info({ requestId, code: problem.code }, "request refused");
+    const body = JSON.stringify(problem);
     response
       .writeHead(problem.status, {
         "content-type": `${PROBLEM_TYPE}; charset=utf-8`,
+        "content-length": Buffer.byteLength(body),
         [REQUEST_ID_HEADER]: requestId,
         connection: "close",
       })
-      .end(JSON.stringify(problem));
+      .end(body);
   });
 
   const report = throttled(10_000);

@@ -247,7 +247,7 @@ const ATTACKS: Attack[] = [
   {
     name: "brackets inside strings do not count",
     url: "/predict/strict_order",
-    body: `{"sku":"${"[{".repeat(500)}\\\"${"[".repeat(500)}","quantity":"1"}`,
+    body: `{"sku":"${"[{".repeat(500)}\\"${"[".repeat(500)}","quantity":"1"}`,
     status: 422,
     code: "ERR_ITEM_VALIDATION",
     issuePath: ["quantity"],
