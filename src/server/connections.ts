@@ -107,8 +107,11 @@ function clientErrorProblem(error: NodeJS.ErrnoException): [HttpErrorCode, strin
  */
 export function clientErrorHandler(log: () => FastifyBaseLogger | undefined) {
   return (error: NodeJS.ErrnoException, socket: Socket): void => {
-    // A reset connection has nobody to answer.
-    if (error.code === "ECONNRESET" || socket.destroyed) return;
+    // A connection reset, or closed in the middle of a request, has nobody to answer.
+    if (error.code === "ECONNRESET" || error.code === "HPE_INVALID_EOF_STATE" || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
     const [code, detail] = clientErrorProblem(error);
     const requestId = freshRequestId();
     log()?.info({ requestId, code, cause: error.code }, "request refused by the HTTP parser");
