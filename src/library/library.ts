@@ -401,7 +401,7 @@ export class ModelLibrary {
     // A load still running must finish first, or its models would never be closed.
     await Promise.all(
       [...this.#building].map(([name, building]) =>
-        withinTimeout(building, timeoutMs, `model "${name}" was still loading`, name).catch(
+        withinTimeout(building, timeoutMs, `model "${name}" did not finish loading`, name).catch(
           (error: unknown) => {
             if (hasErrorCode(error, "ERR_CLOSE_TIMEOUT")) errors.push(error);
           },

@@ -107,16 +107,20 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     accessLog: options.accessLog ?? false,
     slowRequestMs: options.slowRequestMs ?? DEFAULT_SLOW_REQUEST_MS,
   });
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const app = Fastify({
     ...logging.fastifyOptions,
     ...connectionOptions({
-      requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
-      headersTimeoutMs: options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs,
+      // Never longer than the whole request may take.
+      headersTimeoutMs:
+        options.headersTimeoutMs ??
+        Math.min(DEFAULT_HEADERS_TIMEOUT_MS, requestTimeoutMs || DEFAULT_HEADERS_TIMEOUT_MS),
       keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
     }),
     // Node's parser refusals (bad request line, headers too large, request timeout) answer
     // before Fastify has a request: they get their problem there.
-    clientErrorHandler: clientErrorHandler(() => log),
+    clientErrorHandler: clientErrorHandler(() => app.log),
     // genReqId reads x-request-id itself, to refuse insane values instead of echoing them.
     requestIdHeader: false,
     genReqId: requestIdOf,
@@ -126,9 +130,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     frameworkErrors: handleError,
   }) as unknown as FastifyInstance;
   logging.install(app);
-  const log =
-    options.logger === false && options.loggerInstance === undefined ? undefined : app.log;
-  guardServer(app.server, options.maxConnections ?? defaultMaxConnections(), () => log);
+  guardServer(app.server, options.maxConnections ?? defaultMaxConnections(), () => app.log);
 
   let draining = false;
   app.decorate("modelkit", {

@@ -105,7 +105,7 @@ function clientErrorProblem(error: NodeJS.ErrnoException): [HttpErrorCode, strin
  * headers over the size limit, a request not received in time) get a problem+json answer with
  * an `x-request-id`, like every other answer, instead of Node's or Fastify's own.
  */
-export function clientErrorHandler(log: () => FastifyBaseLogger | undefined) {
+export function clientErrorHandler(log: () => FastifyBaseLogger) {
   return (error: NodeJS.ErrnoException, socket: Socket): void => {
     // A connection reset, or closed in the middle of a request, has nobody to answer.
     if (error.code === "ECONNRESET" || error.code === "HPE_INVALID_EOF_STATE" || socket.destroyed) {
@@ -114,7 +114,7 @@ export function clientErrorHandler(log: () => FastifyBaseLogger | undefined) {
     }
     const [code, detail] = clientErrorProblem(error);
     const requestId = freshRequestId();
-    log()?.info({ requestId, code, cause: error.code }, "request refused by the HTTP parser");
+    log().info({ requestId, code, cause: error.code }, "request refused by the HTTP parser");
     if (socket.writable) socket.write(rawProblem(code, requestId, detail));
     socket.destroy();
   };
@@ -129,7 +129,7 @@ export function clientErrorHandler(log: () => FastifyBaseLogger | undefined) {
 export function guardServer(
   server: Server,
   maxConnections: number,
-  log: () => FastifyBaseLogger | undefined,
+  log: () => FastifyBaseLogger,
 ): void {
   server.maxConnections = maxConnections;
   server.on("checkExpectation", (request: IncomingMessage, response: ServerResponse) => {
@@ -137,7 +137,7 @@ export function guardServer(
     const detail = `Expect: ${String(request.headers.expect).slice(0, 100)} is not supported`;
     const problem = makeProblem("ERR_EXPECTATION_FAILED", requestId, detail);
     problem.instance = request.url ?? "";
-    log()?.info({ requestId, code: problem.code }, "request refused");
+    log().info({ requestId, code: problem.code }, "request refused");
     const body = JSON.stringify(problem);
     response
       .writeHead(problem.status, {
@@ -152,7 +152,7 @@ export function guardServer(
   const report = throttled(10_000);
   server.on("drop", () => {
     report((count) =>
-      log()?.warn(
+      log().warn(
         { maxConnections, dropped: count },
         "connection limit reached: new connections are closed at once",
       ),
@@ -165,13 +165,13 @@ export function guardServer(
     server.on("error", (error: NodeJS.ErrnoException) => {
       if (error.syscall === "accept") {
         acceptFailed((count) =>
-          log()?.warn(
+          log().warn(
             { err: { code: error.code, message: error.message }, failures: count },
             "could not accept a connection; the server keeps serving",
           ),
         );
       } else {
-        log()?.error({ err: error }, "HTTP server error");
+        log().error({ err: error }, "HTTP server error");
       }
     });
   });

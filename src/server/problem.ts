@@ -129,12 +129,13 @@ const FASTIFY_DETAILS: Partial<Record<ProblemCode, string>> = {
  * errors, library errors outside predictions (a plugin's `ERR_OVERLOADED`). Anything else is a
  * fault of the server, `ERR_INTERNAL`.
  */
-export function frameworkProblem(error: unknown, request: FastifyRequest): Problem {
+export function frameworkProblem(error: unknown, reply: FastifyReply): Problem {
+  const { request } = reply;
   const coded = codedProblem(error, request.id);
   if (coded !== undefined) return coded;
   const code = read(error, "code");
   // A body cut short by the client ("aborted"): nobody is left to answer.
-  if (code === "ECONNRESET" || request.raw.destroyed) {
+  if (code === "ECONNRESET" || clientGone(reply)) {
     return makeProblem("ERR_CLIENT_CLOSED", request.id);
   }
   if (typeof code === "string" && code.startsWith("FST_")) {
@@ -207,7 +208,7 @@ export function logProblem(request: FastifyRequest, problem: Problem, error: unk
 
 /** The app's error handler: every error becomes a problem; server faults are logged in full. */
 export function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
-  const problem = frameworkProblem(error, request);
+  const problem = frameworkProblem(error, reply);
   logProblem(request, problem, error);
   sendProblem(reply, problem);
 }

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyInstance } from "fastify";
+import { loggableError } from "./problem.js";
 
 export interface ShutdownOptions {
   /**
@@ -24,7 +25,8 @@ export const DEFAULT_GRACE_PERIOD_MS = 20000;
  * are served for the drain delay, then the listener closes and in-flight requests get the grace
  * period to finish, the app's onClose hooks close the models (each within the server's
  * `closeTimeoutMs`), and the process exits 0; 1 when a model failed or did not close in time,
- * after logging which. A second signal exits at once with code 1. Returns `shutdown` to run the sequence without a signal.
+ * after logging which. A second signal exits at once with code 1. Returns `shutdown` to run
+ * the sequence without a signal.
  *
  * @example
  * const app = await createServer({ library });
@@ -59,7 +61,7 @@ export function gracefulShutdown(
       const failures = error instanceof AggregateError ? error.errors : [error];
       for (const failure of failures) {
         const model = (failure as { modelName?: unknown } | null)?.modelName;
-        app.log.error({ err: failure, model }, "shutdown failed");
+        app.log.error({ err: loggableError(failure), model }, "shutdown failed");
       }
       exit(1);
     } finally {
