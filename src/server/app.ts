@@ -68,7 +68,7 @@ export interface ServerOptions {
   keepAliveTimeoutMs?: number;
   /**
    * Most client connections at once; new ones past it are closed at once. Default 10,000, or
-   * fewer when the open-file limit would run out first (see `defaultMaxConnections`).
+   * fewer when the open-file limit (`ulimit -n`) less 128 is lower.
    */
   maxConnections?: number;
   /** When the app closes the library: how long each model's close may take. Default 5000. */

@@ -18,14 +18,13 @@ export {
   DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_REQUEST_TIMEOUT_MS,
-  defaultMaxConnections,
 } from "./connections.js";
 export { HTTP_ERROR_CODES, HttpError, type HttpErrorCode, type ProblemCode } from "./errors.js";
 export { type BatchObservation, type Metrics, type MetricsOptions, metrics } from "./metrics.js";
 export {
+  DEFAULT_HEAP_FRACTION,
   DEFAULT_MAX_EVENT_LOOP_DELAY_MS,
-  defaultMaxHeapUsedBytes,
-  defaultMaxRssBytes,
+  DEFAULT_RSS_FRACTION,
   type PressureOptions,
   pressure,
 } from "./pressure.js";

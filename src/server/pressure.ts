@@ -43,12 +43,12 @@ const DEFAULT_SAMPLE_INTERVAL_MS = 1000;
 const RESOLUTION_MS = 10;
 
 /** The default heap bound: a fraction of V8's heap limit. */
-export function defaultMaxHeapUsedBytes(): number {
+function defaultMaxHeapUsedBytes(): number {
   return Math.floor(getHeapStatistics().heap_size_limit * DEFAULT_HEAP_FRACTION);
 }
 
 /** The default RSS bound: a fraction of the cgroup's memory limit, or 0 (off) without one. */
-export function defaultMaxRssBytes(): number {
+function defaultMaxRssBytes(): number {
   // Node 20 answers 2^64 (and later versions 0) when the process has no limit of its own.
   const limit = process.constrainedMemory?.() ?? 0;
   return limit > 0 && limit < totalmem() ? Math.floor(limit * DEFAULT_RSS_FRACTION) : 0;
