@@ -28,11 +28,67 @@ export class Tokenizer extends Model<string, string[]> {
 
   protected override _predict(text: string): string[] {
     const words: string[] = [];
-    for (const { segment, isWordLike } of this.#segmenter.segment(text.toLowerCase())) {
-      if (isWordLike) words.push(segment.replaceAll("\u2019", "'"));
+    // No word spans whitespace (Unicode's word boundaries, UAX #29), so each whitespace-free
+    // token is read on its own, exactly as in the whole text. Most tokens of English text are
+    // a word the rules make one at a glance (`friendly.`, `it's`, `3.14`): taken as they are,
+    // since a call to Intl.Segmenter costs more than reading a short token. The rest go to it.
+    for (const [token] of text.toLowerCase().matchAll(TOKEN)) {
+      const word = simpleWord(token);
+      if (word === undefined) this.#segment(token, words);
+      else if (word !== "") words.push(word);
     }
     return words;
   }
+
+  /**
+   * The words of one token, given to `Intl.Segmenter` in windows: V8's segment iterator costs
+   * more per segment the longer the text it walks, which makes one call over a long text
+   * quadratic in its length. A window cut inside a token (Chinese, Japanese, Thai have no
+   * spaces) may end with segments the cut changed: the next one starts `MARGIN` characters
+   * before the cut. A word longer than a window is split.
+   */
+  #segment(token: string, words: string[]): void {
+    for (let start = 0; start < token.length; ) {
+      const end = Math.min(token.length, start + WINDOW);
+      const segments = [...this.#segmenter.segment(token.slice(start, end))];
+      const keep = end < token.length ? kept(segments, end - start) : segments.length;
+      for (let i = 0; i < keep; i++) {
+        const { segment, isWordLike } = segments[i] as Intl.SegmentData;
+        if (isWordLike) words.push(segment.replaceAll("\u2019", "'"));
+      }
+      start = keep < segments.length ? start + (segments[keep] as Intl.SegmentData).index : end;
+    }
+  }
+}
+
+// Whitespace as UAX #29 sees it: U+FEFF, which \s matches, is a format character inside words.
+const TOKEN = /(?:\S|\uFEFF)+/g;
+const PLAIN_WORD = /^[a-z0-9]+$/;
+// Punctuation that never joins a word at the start or the end of a token.
+const OPENING = /^["'([{]+/;
+const CLOSING = /["'.,;:!?)\]}]+$/;
+// One word by UAX #29: letters and digits; letters joined by ' ’ or . (WB6, WB7); digits
+// joined by . or , (WB11, WB12).
+const SIMPLE_WORD = /^(?:[a-z0-9]+|[a-z]+(?:['\u2019.][a-z]+)+|[0-9]+(?:[.,][0-9]+)+)$/;
+
+/**
+ * The one word of `token` when the word boundary rules make it plain without running them
+ * ("" for punctuation only), else undefined: `Intl.Segmenter` decides.
+ */
+function simpleWord(token: string): string | undefined {
+  if (PLAIN_WORD.test(token)) return token;
+  const core = token.replace(OPENING, "").replace(CLOSING, "");
+  if (core === "") return /^["'.,;:!?()[\]{}]+$/.test(token) ? "" : undefined;
+  return SIMPLE_WORD.test(core) ? core.replaceAll("\u2019", "'") : undefined;
+}
+const WINDOW = 256;
+const MARGIN = 32;
+
+/** How many of a cut window's segments to keep: those starting `MARGIN` before its end. */
+function kept(segments: Intl.SegmentData[], length: number): number {
+  let keep = segments.length - 1;
+  while (keep > 1 && (segments[keep] as Intl.SegmentData).index > length - MARGIN) keep--;
+  return Math.max(keep, 1);
 }
 
 const Lexicon = z.object({

@@ -1,7 +1,8 @@
 /**
- * The one table of modelkit-ts errors. Each code is stable: match on `error.code`, never on
- * `instanceof`, because errors that cross a worker thread lose their class.
- * docs/errors.md has one row per code, and a test keeps the two in step.
+ * The library's share of the one table of modelkit-ts errors (the HTTP server's own codes are in
+ * src/server/errors.ts, the CLI's in src/cli/options.ts). Each code is stable: match on
+ * `error.code`, never on `instanceof`, because errors that cross a worker thread lose their
+ * class. docs/errors.md has one row per code, and a test keeps them in step.
  */
 export const ERROR_CODES = {
   ERR_ITEM_VALIDATION: { status: 422, title: "Item validation failed" },
@@ -17,13 +18,7 @@ export const ERROR_CODES = {
   ERR_WORKER_FAILED: { status: 500, title: "Worker thread failed" },
   ERR_INVALID_SETTINGS: { status: 500, title: "Invalid library settings" },
   ERR_OVERLOADED: { status: 503, title: "Model overloaded" },
-  ERR_PREDICTION_FAILED: { status: 500, title: "Prediction failed" },
-  ERR_MALFORMED_JSON: { status: 400, title: "Malformed JSON body" },
-  ERR_BAD_REQUEST: { status: 400, title: "Bad request" },
-  ERR_NOT_FOUND: { status: 404, title: "Not found" },
-  ERR_BODY_TOO_LARGE: { status: 413, title: "Request body too large" },
-  ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
-  ERR_NOT_READY: { status: 503, title: "Service not ready" },
+  ERR_CLOSE_TIMEOUT: { status: 500, title: "Model did not close in time" },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

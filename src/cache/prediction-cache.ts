@@ -1,10 +1,11 @@
 import { EventEmitter } from "node:events";
+import { getHeapStatistics } from "node:v8";
 import { ModelkitError } from "../errors.js";
 import type { CacheSettings } from "../library/settings.js";
 import { modelVersion, predictionKey } from "./key.js";
 import { MemoryStore } from "./memory-store.js";
 import { RedisStore } from "./redis-store.js";
-import { type CacheStore, isSyncStore } from "./store.js";
+import { type CacheStore, isSyncStore, type SyncCacheStore } from "./store.js";
 
 /** Counters of one model's cache use (or of all models together). */
 export interface CacheStats {
@@ -49,9 +50,23 @@ const RETRY_AFTER_MS = 1000;
 const READY_TIMEOUT_MS = 1000;
 
 const DEFAULT_MAX_SIZE = 10_000;
+/** The memory cache's default byte budget, as a fraction of V8's heap limit. */
+export const DEFAULT_MAX_BYTES_FRACTION = 0.1;
+/** The largest prediction the memory cache keeps by default (never more than `maxBytes`). */
+export const DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024;
 const DEFAULT_URL = "redis://127.0.0.1:6379";
 const DEFAULT_PREFIX = "modelkit:";
 const DEFAULT_TIMEOUT_MS = 100;
+
+/**
+ * Keys of items that cannot be keyed (nested too deep for the canonical JSON, a getter or
+ * `toJSON` that throws): unique, so that they never share an answer, and never looked up or
+ * written, so that the item is simply computed.
+ */
+const UNKEYABLE = "\0unkeyable:";
+let unkeyable = 0;
+
+const cacheable = (key: string) => !key.startsWith(UNKEYABLE);
 
 interface KeyedModel {
   configurationKey: string;
@@ -95,28 +110,50 @@ export class PredictionCache extends EventEmitter<PredictionCacheEvents> {
     return this.#available;
   }
 
-  /** The key of one validated item of `model`. */
+  /**
+   * The key of one validated item of `model`. Never throws: an item that cannot be keyed gets a
+   * key of its own that the cache skips, and is computed (a failing cache never fails a
+   * prediction).
+   */
   key(model: KeyedModel, item: unknown): string {
-    return predictionKey(
-      this.#prefix,
-      model.configurationKey,
-      modelVersion(model.modelSettings),
-      item,
-    );
+    try {
+      return predictionKey(
+        this.#prefix,
+        model.configurationKey,
+        modelVersion(model.modelSettings),
+        item,
+      );
+    } catch {
+      unkeyable = (unkeyable + 1) % Number.MAX_SAFE_INTEGER;
+      return `${UNKEYABLE}${unkeyable}`;
+    }
   }
 
   /** The entries of `keys`, revived; `undefined` for a miss. Synchronous stores only. */
   lookupSync<T>(model: string, keys: readonly string[], revive: Revive<T>): (T | undefined)[] {
-    const store = this.#store;
-    if (!isSyncStore(store)) throw new Error(`the ${this.provider} cache is asynchronous`);
-    return this.#revive(model, store.getManySync(keys), revive);
+    const store = this.#syncStore();
+    const asked = keys.filter(cacheable);
+    const found = asked.length === 0 ? [] : store.getManySync(asked);
+    return this.#revive(model, placeFound(keys, found), revive);
   }
 
   storeSync(model: string, entries: readonly (readonly [string, string])[]): void {
+    const store = this.#syncStore();
+    const kept = entries.filter(([key]) => cacheable(key));
+    if (kept.length === 0) return;
+    store.setManySync(kept);
+    this.#count(model, "writes", kept.length);
+  }
+
+  #syncStore(): SyncCacheStore {
     const store = this.#store;
-    if (!isSyncStore(store)) throw new Error(`the ${this.provider} cache is asynchronous`);
-    store.setManySync(entries);
-    this.#count(model, "writes", entries.length);
+    if (!isSyncStore(store)) {
+      throw new ModelkitError(
+        "ERR_INVALID_SETTINGS",
+        `the ${this.provider} cache cannot answer synchronously; use the async path`,
+      );
+    }
+    return store;
   }
 
   /** Like `lookupSync`, in one round trip; never rejects (a failure reads as all misses). */
@@ -131,7 +168,8 @@ export class PredictionCache extends EventEmitter<PredictionCacheEvents> {
       found = keys.map(() => null);
     } else {
       try {
-        found = await this.#store.getMany(keys);
+        const asked = keys.filter(cacheable);
+        found = placeFound(keys, asked.length === 0 ? [] : await this.#store.getMany(asked));
         this.#succeeded();
       } catch (error) {
         this.#failed(model, "get", error);
@@ -143,11 +181,12 @@ export class PredictionCache extends EventEmitter<PredictionCacheEvents> {
 
   /** Writes entries in one round trip; never rejects. */
   async store(model: string, entries: readonly (readonly [string, string])[]): Promise<void> {
-    if (entries.length === 0 || Date.now() < this.#retryAt) return;
+    const kept = entries.filter(([key]) => cacheable(key));
+    if (kept.length === 0 || Date.now() < this.#retryAt) return;
     try {
-      await this.#store.setMany(entries);
+      await this.#store.setMany(kept);
       this.#succeeded();
-      this.#count(model, "writes", entries.length);
+      this.#count(model, "writes", kept.length);
     } catch (error) {
       this.#failed(model, "set", error);
     }
@@ -226,6 +265,13 @@ export class PredictionCache extends EventEmitter<PredictionCacheEvents> {
   }
 }
 
+/** The store's answers to the cacheable `keys`, placed back among all of them. */
+function placeFound(keys: readonly string[], found: readonly (string | null)[]): (string | null)[] {
+  if (found.length === keys.length) return [...found];
+  let next = 0;
+  return keys.map((key) => (cacheable(key) ? (found[next++] ?? null) : null));
+}
+
 function reviveEntry<T>(entry: string, revive: Revive<T>): { value: T } | undefined {
   let value: unknown;
   try {
@@ -245,11 +291,25 @@ export function createPredictionCache(
 ): PredictionCache | undefined {
   const provider = settings?.provider ?? "memory";
   if (settings === undefined || settings.provider === "memory") {
-    const maxSize = settings?.maxSize ?? DEFAULT_MAX_SIZE;
-    positiveSetting("cache.maxSize", maxSize, true);
+    const maxEntries = settings?.maxSize ?? DEFAULT_MAX_SIZE;
+    positiveSetting("cache.maxSize", maxEntries, true);
+    const maxBytes =
+      settings?.maxBytes ??
+      Math.floor(getHeapStatistics().heap_size_limit * DEFAULT_MAX_BYTES_FRACTION);
+    positiveSetting("cache.maxBytes", maxBytes, true);
+    const maxEntryBytes = settings?.maxEntryBytes ?? Math.min(DEFAULT_MAX_ENTRY_BYTES, maxBytes);
+    positiveSetting("cache.maxEntryBytes", maxEntryBytes, true);
+    if (maxEntryBytes > maxBytes) {
+      throw new ModelkitError(
+        "ERR_INVALID_SETTINGS",
+        `cache.maxEntryBytes (${maxEntryBytes}) must not exceed cache.maxBytes (${maxBytes})`,
+      );
+    }
     const ttlSeconds = settings?.ttlSeconds;
     if (ttlSeconds !== undefined) positiveSetting("cache.ttlSeconds", ttlSeconds, false);
-    return new PredictionCache(new MemoryStore({ maxSize, ttlSeconds }));
+    return new PredictionCache(
+      new MemoryStore({ maxEntries, maxBytes, maxEntryBytes, ttlSeconds }),
+    );
   }
   if (settings.provider === "none") return undefined;
   if (settings.provider === "redis") {

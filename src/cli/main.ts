@@ -5,7 +5,7 @@ import { serveCluster } from "./cluster.js";
 import { DESCRIBE_USAGE, describeCommand } from "./describe.js";
 import { OPENAPI_USAGE, openapiCommand } from "./openapi.js";
 import { OPERATIONS_ENV, operationsPlugins } from "./operations.js";
-import { UsageError } from "./options.js";
+import { CLI_ERROR_CODES, UsageError } from "./options.js";
 import { SERVE_USAGE, serve, serveConfig } from "./serve.js";
 
 const USAGE = `Usage: modelkit-ts <command> [options]
@@ -60,7 +60,7 @@ async function main(argv: string[]): Promise<void> {
   } catch (error) {
     if (error instanceof UsageError) {
       process.stderr.write(`modelkit-ts ${name}: ${error.message}\n\n${command.usage}`);
-      process.exitCode = 2;
+      process.exitCode = CLI_ERROR_CODES.ERR_USAGE.exitCode;
       return;
     }
     const { code, message } = error as { code?: string; message?: string };

@@ -1,8 +1,14 @@
 import type { ParseArgsConfig } from "node:util";
 
-/** A command-line mistake: printed with the command's usage, exit code 2. */
+/** The CLI's share of the one error table (docs/errors.md): codes and exit statuses. */
+export const CLI_ERROR_CODES = {
+  ERR_USAGE: { exitCode: 2, title: "Command-line usage error" },
+} as const;
+
+/** A command-line mistake (`ERR_USAGE`): printed with the command's usage, exit code 2. */
 export class UsageError extends Error {
   override name = "UsageError";
+  readonly code = "ERR_USAGE";
 }
 
 /** The bundled example library, served when no models are given (`npm start`). */
@@ -66,6 +72,11 @@ export function integer(what: string, value: string, min: number, max: number): 
 }
 
 const UNITS: Record<string, number> = { "": 1, b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+/** Bytes, or a number with a kb / mb / gb suffix (powers of 1024); "0" is 0 (a limit turned off). */
+export function bytesOrOff(what: string, value: string): number {
+  return value.trim() === "0" ? 0 : bytes(what, value);
+}
 
 /** Bytes, or a number with a kb / mb / gb suffix (powers of 1024). */
 export function bytes(what: string, value: string): number {

@@ -4,9 +4,18 @@ import { ModelLibrary } from "../library/library.js";
 import {
   createServer,
   DEFAULT_BODY_LIMIT,
+  DEFAULT_CLOSE_TIMEOUT_MS,
+  DEFAULT_MAX_JSON_DEPTH,
   DEFAULT_SLOW_REQUEST_MS,
   type ServerPlugin,
 } from "../server/app.js";
+import {
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+} from "../server/connections.js";
+import { loggableError, messageOf } from "../server/problem.js";
 import {
   DEFAULT_DRAIN_DELAY_MS,
   DEFAULT_GRACE_PERIOD_MS,
@@ -38,8 +47,15 @@ Serve models over HTTP. Flags win over the environment variable named after them
       --access-log               one log line per request (costs throughput) MODELKIT_ACCESS_LOG
       --slow-request-ms <ms>     log slower requests at warn (default ${DEFAULT_SLOW_REQUEST_MS}, 0 off) MODELKIT_SLOW_REQUEST_MS
       --body-limit <size>        largest body, bytes or 512kb / 1mb (default 1mb) MODELKIT_BODY_LIMIT
+      --max-json-depth <n>       deepest nesting of arrays/objects in a body (default ${DEFAULT_MAX_JSON_DEPTH}) MODELKIT_MAX_JSON_DEPTH
+      --request-timeout-ms <ms>  time to receive a whole request, else 408 (default ${DEFAULT_REQUEST_TIMEOUT_MS}, 0 off) MODELKIT_REQUEST_TIMEOUT_MS
+      --headers-timeout-ms <ms>  time to receive its headers, else 408 (default ${DEFAULT_HEADERS_TIMEOUT_MS}) MODELKIT_HEADERS_TIMEOUT_MS
+      --keep-alive-timeout-ms <ms> idle keep-alive connections close after (default ${DEFAULT_KEEP_ALIVE_TIMEOUT_MS}) MODELKIT_KEEP_ALIVE_TIMEOUT_MS
+      --max-connections <n>      connections at once; more are closed (default ${DEFAULT_MAX_CONNECTIONS}, or
+                                 the open-file limit - 128 when lower)     MODELKIT_MAX_CONNECTIONS
       --drain-delay-ms <ms>      serve after SIGTERM with /readyz 503 (default ${DEFAULT_DRAIN_DELAY_MS}) MODELKIT_DRAIN_DELAY_MS
       --grace-period-ms <ms>     then wait for in-flight requests (default ${DEFAULT_GRACE_PERIOD_MS}) MODELKIT_GRACE_PERIOD_MS
+      --close-timeout-ms <ms>    then each model's close; past it, exit 1 (default ${DEFAULT_CLOSE_TIMEOUT_MS}) MODELKIT_CLOSE_TIMEOUT_MS
       --workers <n|auto>         processes sharing the port (default 1; auto: one per core) MODELKIT_WORKERS
   -h, --help
 `;
@@ -52,8 +68,14 @@ const SERVE_OPTIONS = {
   "access-log": { type: "boolean" },
   "slow-request-ms": { type: "string" },
   "body-limit": { type: "string" },
+  "max-json-depth": { type: "string" },
+  "request-timeout-ms": { type: "string" },
+  "headers-timeout-ms": { type: "string" },
+  "keep-alive-timeout-ms": { type: "string" },
+  "max-connections": { type: "string" },
   "drain-delay-ms": { type: "string" },
   "grace-period-ms": { type: "string" },
+  "close-timeout-ms": { type: "string" },
   workers: { type: "string" },
 } as const;
 
@@ -68,8 +90,15 @@ export interface ServeConfig extends ModelSelection {
   accessLog: boolean;
   slowRequestMs: number;
   bodyLimit: number;
+  maxJsonDepth: number;
+  requestTimeoutMs: number;
+  headersTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** Undefined: the server's default (see `defaultMaxConnections`). */
+  maxConnections: number | undefined;
   drainDelayMs: number;
   gracePeriodMs: number;
+  closeTimeoutMs: number;
   /** Worker processes (`--workers`, node:cluster); 1 serves in this process. */
   workers: number;
 }
@@ -89,6 +118,28 @@ export function serveConfig(args: readonly string[], env: NodeJS.ProcessEnv): Se
   };
   const bodyLimit = pick(values["body-limit"], env.MODELKIT_BODY_LIMIT);
   const accessLog = env.MODELKIT_ACCESS_LOG;
+  const count = (name: string, flagValue: string | undefined, envName: string) => {
+    const value = pick(flagValue, env[envName]);
+    return value === undefined ? undefined : integer(`--${name} / ${envName}`, value, 1, 1_000_000);
+  };
+  const requestTimeoutMs = ms(
+    "request-timeout-ms",
+    values["request-timeout-ms"],
+    "MODELKIT_REQUEST_TIMEOUT_MS",
+    DEFAULT_REQUEST_TIMEOUT_MS,
+  );
+  const headersTimeoutMs = ms(
+    "headers-timeout-ms",
+    values["headers-timeout-ms"],
+    "MODELKIT_HEADERS_TIMEOUT_MS",
+    // Never longer than the whole request may take.
+    Math.min(DEFAULT_HEADERS_TIMEOUT_MS, requestTimeoutMs || DEFAULT_HEADERS_TIMEOUT_MS),
+  );
+  if (requestTimeoutMs > 0 && headersTimeoutMs > requestTimeoutMs) {
+    throw new UsageError(
+      `--headers-timeout-ms (${headersTimeoutMs}) must not exceed --request-timeout-ms (${requestTimeoutMs})`,
+    );
+  }
   return {
     ...modelSelection(values, env),
     host: pick(values.host, env.HOST) ?? "127.0.0.1",
@@ -105,6 +156,18 @@ export function serveConfig(args: readonly string[], env: NodeJS.ProcessEnv): Se
       bodyLimit === undefined
         ? DEFAULT_BODY_LIMIT
         : bytes("--body-limit / MODELKIT_BODY_LIMIT", bodyLimit),
+    maxJsonDepth:
+      count("max-json-depth", values["max-json-depth"], "MODELKIT_MAX_JSON_DEPTH") ??
+      DEFAULT_MAX_JSON_DEPTH,
+    requestTimeoutMs,
+    headersTimeoutMs,
+    keepAliveTimeoutMs: ms(
+      "keep-alive-timeout-ms",
+      values["keep-alive-timeout-ms"],
+      "MODELKIT_KEEP_ALIVE_TIMEOUT_MS",
+      DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+    ),
+    maxConnections: count("max-connections", values["max-connections"], "MODELKIT_MAX_CONNECTIONS"),
     drainDelayMs: ms(
       "drain-delay-ms",
       values["drain-delay-ms"],
@@ -116,6 +179,12 @@ export function serveConfig(args: readonly string[], env: NodeJS.ProcessEnv): Se
       values["grace-period-ms"],
       "MODELKIT_GRACE_PERIOD_MS",
       DEFAULT_GRACE_PERIOD_MS,
+    ),
+    closeTimeoutMs: ms(
+      "close-timeout-ms",
+      values["close-timeout-ms"],
+      "MODELKIT_CLOSE_TIMEOUT_MS",
+      DEFAULT_CLOSE_TIMEOUT_MS,
     ),
     workers: parseWorkers(pick(values.workers, env.MODELKIT_WORKERS)),
   };
@@ -141,6 +210,12 @@ export async function serve(
     accessLog: config.accessLog,
     slowRequestMs: config.slowRequestMs,
     bodyLimit: config.bodyLimit,
+    maxJsonDepth: config.maxJsonDepth,
+    requestTimeoutMs: config.requestTimeoutMs,
+    headersTimeoutMs: config.headersTimeoutMs,
+    keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
+    closeTimeoutMs: config.closeTimeoutMs,
     plugins,
   });
   gracefulShutdown(app, { drainDelayMs: config.drainDelayMs, gracePeriodMs: config.gracePeriodMs });
@@ -154,9 +229,29 @@ export async function serve(
       );
       logCacheOutages(app, library);
     },
-    (error: unknown) => app.log.error({ err: error }, "models failed to load: /readyz answers 503"),
+    (error: unknown) => logLoadFailure(app, library, error),
   );
   return app;
+}
+
+/**
+ * One line per model that failed to load, with its whole message (bounded), while `/readyz`
+ * and `/models` show only its code and a short message; the stack goes with the model whose
+ * error the load rejected with.
+ */
+function logLoadFailure(app: FastifyInstance, library: ModelLibrary, error: unknown): void {
+  const failed = library.status().filter((status) => status.error !== undefined);
+  const message = messageOf(error);
+  for (const { name, error: failure } of failed) {
+    const err =
+      failure?.message === message
+        ? loggableError(error)
+        : loggableError({ code: failure?.code, message: failure?.message });
+    app.log.error({ model: name, err }, "model failed to load: /readyz answers 503");
+  }
+  if (!failed.some((status) => status.error?.message === message)) {
+    app.log.error({ err: loggableError(error) }, "models failed to load: /readyz answers 503");
+  }
 }
 
 /**

@@ -1,5 +1,5 @@
 import { createPredictionCache, type PredictionCache } from "../cache/prediction-cache.js";
-import { didYouMean, ModelkitError } from "../errors.js";
+import { didYouMean, hasErrorCode, ModelkitError } from "../errors.js";
 import { type BaseModel, describeModel, pipelineSpecOf } from "../model/base.js";
 import { type MaybePromise, settle } from "../model/maybe.js";
 import { Pipeline, type PipelineSpec } from "../model/pipeline.js";
@@ -17,6 +17,7 @@ import { ModelHandle } from "../runtime/model-handle.js";
 import { ModelPool } from "../runtime/pool.js";
 import type { ElsewhereModel } from "../runtime/pool-protocol.js";
 import type { WrappedModelInfo } from "../runtime/stand-in.js";
+import { errorData } from "../runtime/wire.js";
 import { WrappedAsyncModel } from "../runtime/wrapped-async-model.js";
 import { checkConfiguration } from "./configuration.js";
 import { dependencyAliases, dependsOnAsync, loadOrder, notFound } from "./graph.js";
@@ -696,24 +697,54 @@ export class ModelLibrary {
     });
   }
 
-  /** Closes every model once, dependents before their dependencies, then the threads. */
-  async close(): Promise<void> {
+  /**
+   * Closes every model once, dependents before their dependencies. With `timeoutMs`, each
+   * model's close (and a load still running) is awaited that long at most: a model past it is
+   * left as it is, the others still close, and `close()` rejects with `ERR_CLOSE_TIMEOUT`
+   * naming it (an `AggregateError` when several failed).
+   *
+   * @example
+   * await library.close({ timeoutMs: 5000 });
+   */
+  async close(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.#state === "closed" || this.#state === "closing") return;
     this.#state = "closing";
-    // A load still running must finish first, or its models would never be closed.
-    await Promise.allSettled(this.#building.values());
+    const { timeoutMs } = options;
     const errors: unknown[] = [];
-    const results = await Promise.allSettled([...this.#pools.values()].map((pool) => pool.close()));
-    for (const result of results) if (result.status === "rejected") errors.push(result.reason);
+    // A load still running must finish first, or its models would never be closed.
+    await Promise.all(
+      [...this.#building].map(([name, building]) =>
+        withinTimeout(building, timeoutMs, `model "${name}" did not finish loading`, name).catch(
+          (error: unknown) => {
+            if (hasErrorCode(error, "ERR_CLOSE_TIMEOUT")) errors.push(error);
+          },
+        ),
+      ),
+    );
+    // Threads first: the models on them call home to the ones here.
+    await Promise.all(
+      [...this.#pools].map(([name, pool]) =>
+        withinTimeout(
+          pool.close(),
+          timeoutMs,
+          `the threads of model "${name}" did not close`,
+          name,
+        ).catch((error: unknown) => errors.push(error)),
+      ),
+    );
     for (const name of [...this.#loaded].reverse()) {
       try {
-        await this.#models.get(name)?.close();
+        const closing = this.#models.get(name)?.close();
+        await withinTimeout(closing, timeoutMs, `model "${name}" did not close`, name);
       } catch (error) {
         errors.push(error);
       }
     }
     this.#bridge?.close();
-    await this.#cache?.close(); // never throws: a Redis already gone is simply dropped
+    // Never throws: a Redis already gone is simply dropped.
+    await withinTimeout(this.#cache?.close(), timeoutMs, "the cache did not close").catch(
+      (error: unknown) => errors.push(error),
+    );
     this.#state = "closed";
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) throw new AggregateError(errors, "several models failed to close");
@@ -732,10 +763,27 @@ const STATE_PRECEDENCE: readonly ModelState[] = [
   "loaded",
 ];
 
+/** `work`, or `ERR_CLOSE_TIMEOUT` once `timeoutMs` passed first (no bound when undefined). */
+function withinTimeout(
+  work: Promise<unknown> | undefined,
+  timeoutMs: number | undefined,
+  what: string,
+  modelName?: string,
+): Promise<unknown> {
+  if (work === undefined || timeoutMs === undefined) return Promise.resolve(work);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      const message = `${what} within ${timeoutMs} ms`;
+      reject(new ModelkitError("ERR_CLOSE_TIMEOUT", message, { modelName }));
+    }, timeoutMs);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** A load error as status shows it; read through `errorData`, which a hostile error cannot make throw. */
 function describeError(error: unknown): { code?: string; message: string } {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return typeof code === "string" ? { code, message: error.message } : { message: error.message };
-  }
-  return { message: String(error) };
+  const data = errorData(error);
+  const code = data.properties.code;
+  return typeof code === "string" ? { code, message: data.message } : { message: data.message };
 }

@@ -12,6 +12,13 @@ export type CacheSettings =
       provider: "memory";
       /** Most entries kept (least recently used go first); default 10000. */
       maxSize?: number;
+      /**
+       * Most bytes kept, keys and values (their UTF-8 length); the least recently used go first.
+       * Default: a tenth of V8's heap limit.
+       */
+      maxBytes?: number;
+      /** Predictions larger than this (bytes of JSON) are not cached. Default 1 MiB. */
+      maxEntryBytes?: number;
       /** Entry lifetime; default: until evicted. */
       ttlSeconds?: number;
     }
@@ -107,14 +114,31 @@ export function envNumber(name: string, value: string | undefined): number | und
   return number;
 }
 
+const MEMORY_CACHE_ENV = [
+  "MODELKIT_CACHE_MAX_SIZE",
+  "MODELKIT_CACHE_MAX_BYTES",
+  "MODELKIT_CACHE_MAX_ENTRY_BYTES",
+  "MODELKIT_CACHE_TTL_SECONDS",
+];
+
 function cacheFromEnv(env: NodeJS.ProcessEnv): CacheSettings | undefined {
-  const provider = env.MODELKIT_CACHE_PROVIDER;
-  if (provider === undefined || provider === "") return undefined;
+  // Without a provider the cache is the memory one, and its variables apply to it.
+  const provider =
+    env.MODELKIT_CACHE_PROVIDER ||
+    (MEMORY_CACHE_ENV.some((name) => env[name]) ? "memory" : undefined);
+  if (provider === undefined) return undefined;
   if (provider === "none") return { provider };
   if (provider === "memory") {
     const settings: CacheSettings = { provider };
     const maxSize = envNumber("MODELKIT_CACHE_MAX_SIZE", env.MODELKIT_CACHE_MAX_SIZE);
     if (maxSize !== undefined) settings.maxSize = maxSize;
+    const maxBytes = envNumber("MODELKIT_CACHE_MAX_BYTES", env.MODELKIT_CACHE_MAX_BYTES);
+    if (maxBytes !== undefined) settings.maxBytes = maxBytes;
+    const maxEntryBytes = envNumber(
+      "MODELKIT_CACHE_MAX_ENTRY_BYTES",
+      env.MODELKIT_CACHE_MAX_ENTRY_BYTES,
+    );
+    if (maxEntryBytes !== undefined) settings.maxEntryBytes = maxEntryBytes;
     const ttl = envNumber("MODELKIT_CACHE_TTL_SECONDS", env.MODELKIT_CACHE_TTL_SECONDS);
     if (ttl !== undefined) settings.ttlSeconds = ttl;
     return settings;

@@ -125,7 +125,8 @@ export class Pipeline<TReturn = unknown> {
   ): MaybePromise<TReturn[]> {
     const cache = this.#cache as PredictionCache;
     const name = this.#spec.name;
-    const keys = items.map((item) => keyOf(cache, this.#spec, item));
+    const model = { configurationKey: name, modelSettings: this.#spec.modelSettings };
+    const keys = items.map((item) => cache.key(model, item));
     const found = forceCompute ? undefined : lookup<TReturn>(cache, name, keys, this.#revive);
     return then(found, (hits) => {
       const plan = planMisses<TReturn>(keys, items, hits);
@@ -170,16 +171,14 @@ export class Pipeline<TReturn = unknown> {
       }
       const value = (result === undefined ? answers[j] : result.data) as TReturn;
       plan.results[index] = value;
-      const key = plan.keys[index];
-      if (key === undefined) return;
+      const key = plan.keys[index] as string;
       byKey.set(key, value);
       const json = serialized(answers[j]);
       if (json !== undefined) entries.push([key, json]);
     });
     if (issues.length > 0) throw new ValidationError("ERR_RETURN_VALIDATION", name, issues);
     for (let i = 0; i < plan.results.length; i++) {
-      const key = plan.keys[i];
-      if (plan.results[i] === undefined && key !== undefined) plan.results[i] = byKey.get(key);
+      if (plan.results[i] === undefined) plan.results[i] = byKey.get(plan.keys[i] as string);
     }
     return entries;
   }
@@ -195,15 +194,6 @@ function checkLength(name: string, raw: unknown, expected: number): void {
   );
 }
 
-/** The cache key of an item, or undefined for one that cannot be keyed (it is computed). */
-function keyOf(cache: PredictionCache, spec: PipelineSpec, item: unknown): string | undefined {
-  try {
-    return cache.key({ configurationKey: spec.name, modelSettings: spec.modelSettings }, item);
-  } catch {
-    return undefined;
-  }
-}
-
 /** An answer as stored: JSON, or nothing for one JSON cannot hold (it is simply not cached). */
 function serialized(answer: unknown): string | undefined {
   try {
@@ -215,22 +205,16 @@ function serialized(answer: unknown): string | undefined {
 
 type Revive<T> = (value: unknown) => { value: T } | undefined;
 
+/** A failed or slow cache reads as all misses: `lookup` never rejects, only `lookupSync` may throw. */
 function lookup<T>(
   cache: PredictionCache,
   name: string,
-  keys: readonly (string | undefined)[],
+  keys: readonly string[],
   revive: Revive<T>,
 ): MaybePromise<(T | undefined)[]> {
-  const present = keys.filter((key): key is string => key !== undefined);
-  const spread = (found: (T | undefined)[]) => {
-    if (present.length === keys.length) return found;
-    let next = 0;
-    return keys.map((key) => (key === undefined ? undefined : found[next++]));
-  };
-  if (present.length === 0) return keys.map(() => undefined);
-  if (!cache.synchronous) return then(cache.lookup(name, present, revive), spread);
+  if (!cache.synchronous) return cache.lookup(name, keys, revive);
   try {
-    return spread(cache.lookupSync(name, present, revive));
+    return cache.lookupSync(name, keys, revive);
   } catch {
     return keys.map(() => undefined);
   }
@@ -251,15 +235,15 @@ function store(
 }
 
 interface Plan<TReturn> {
-  keys: readonly (string | undefined)[];
+  keys: readonly string[];
   results: (TReturn | undefined)[];
-  /** Index of the first item of each distinct key that missed (every unkeyed item): computed once. */
+  /** Index of the first item of each distinct key that missed: computed once. */
   misses: number[];
   missItems: unknown[];
 }
 
 function planMisses<TReturn>(
-  keys: readonly (string | undefined)[],
+  keys: readonly string[],
   items: readonly unknown[],
   found: readonly (TReturn | undefined)[] | undefined,
 ): Plan<TReturn> {
@@ -273,11 +257,9 @@ function planMisses<TReturn>(
       results[i] = value;
       continue;
     }
-    const key = keys[i];
-    if (key !== undefined) {
-      if (seen.has(key)) continue;
-      seen.add(key);
-    }
+    const key = keys[i] as string;
+    if (seen.has(key)) continue;
+    seen.add(key);
     misses.push(i);
     missItems.push(items[i]);
   }

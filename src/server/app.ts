@@ -6,6 +6,15 @@ import Fastify, {
   type FastifyServerOptions,
 } from "fastify";
 import type { ModelLibrary } from "../library/library.js";
+import {
+  clientErrorHandler,
+  connectionOptions,
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  defaultMaxConnections,
+  guardServer,
+} from "./connections.js";
 import { installJsonBody } from "./json-body.js";
 import { requestIdOf, requestLogging } from "./logging.js";
 import { registerOpenApi } from "./openapi.js";
@@ -49,6 +58,21 @@ export interface ServerOptions {
   slowRequestMs?: number;
   /** Largest accepted body in bytes (413 beyond). Default 1 MiB. */
   bodyLimit?: number;
+  /** Deepest nesting of arrays and objects in a body (400 `ERR_JSON_TOO_DEEP` beyond). Default 64. */
+  maxJsonDepth?: number;
+  /** Time a client has to send a whole request, headers and body (408 beyond); 0 off. Default 30000. */
+  requestTimeoutMs?: number;
+  /** Time a client has to send a request's headers (408 beyond). Default 10000. */
+  headersTimeoutMs?: number;
+  /** How long an idle keep-alive connection stays open. Default 72000. */
+  keepAliveTimeoutMs?: number;
+  /**
+   * Most client connections at once; new ones past it are closed at once. Default 10,000, or
+   * fewer when the open-file limit (`ulimit -n`) less 128 is lower.
+   */
+  maxConnections?: number;
+  /** When the app closes the library: how long each model's close may take. Default 5000. */
+  closeTimeoutMs?: number;
   /** Most items one `/predict_batch` request may hold (422 beyond). Default 10,000. */
   maxBatchItems?: number;
   /** Serve the Swagger UI at /docs. Default true. */
@@ -60,6 +84,8 @@ export interface ServerOptions {
 }
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+export const DEFAULT_MAX_JSON_DEPTH = 64;
+export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 export const DEFAULT_SLOW_REQUEST_MS = 1000;
 export const DEFAULT_MAX_BATCH_ITEMS = 10_000;
 
@@ -81,8 +107,20 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     accessLog: options.accessLog ?? false,
     slowRequestMs: options.slowRequestMs ?? DEFAULT_SLOW_REQUEST_MS,
   });
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const app = Fastify({
     ...logging.fastifyOptions,
+    ...connectionOptions({
+      requestTimeoutMs,
+      // Never longer than the whole request may take.
+      headersTimeoutMs:
+        options.headersTimeoutMs ??
+        Math.min(DEFAULT_HEADERS_TIMEOUT_MS, requestTimeoutMs || DEFAULT_HEADERS_TIMEOUT_MS),
+      keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+    }),
+    // Node's parser refusals (bad request line, headers too large, request timeout) answer
+    // before Fastify has a request: they get their problem there.
+    clientErrorHandler: clientErrorHandler(() => app.log),
     // genReqId reads x-request-id itself, to refuse insane values instead of echoing them.
     requestIdHeader: false,
     genReqId: requestIdOf,
@@ -92,6 +130,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     frameworkErrors: handleError,
   }) as unknown as FastifyInstance;
   logging.install(app);
+  guardServer(app.server, options.maxConnections ?? defaultMaxConnections(), () => app.log);
 
   let draining = false;
   app.decorate("modelkit", {
@@ -107,13 +146,16 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   // Response schemas document the answers; JSON.stringify writes them, so a schema can never
   // drop or coerce a field of an answer.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
-  installJsonBody(app);
+  installJsonBody(app, { maxDepth: options.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH });
   app.setErrorHandler(handleError);
   app.setNotFoundHandler((request, reply) => {
     const detail = `no route ${request.method} ${request.url.split("?")[0]}`;
     sendProblem(reply, makeProblem("ERR_NOT_FOUND", request.id, detail));
   });
-  if (options.closeLibrary ?? true) app.addHook("onClose", () => library.close());
+  if (options.closeLibrary ?? true) {
+    const timeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    app.addHook("onClose", () => library.close({ timeoutMs }));
+  }
 
   const maxBatchItems = options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS;
   await registerOpenApi(app, { library, docs: options.docs ?? true, maxBatchItems });

@@ -42,7 +42,8 @@ const ids = Buffer.allocUnsafe((ID_DIGITS / 2) * 256);
 let idDigits = "";
 let idOffset = 0;
 
-function freshRequestId(): string {
+/** A new request id: 128 random bits as 32 hex digits. */
+export function freshRequestId(): string {
   if (idOffset === idDigits.length) {
     idDigits = randomFillSync(ids).toString("hex");
     idOffset = 0;

@@ -3,11 +3,11 @@ import type { AddressInfo } from "node:net";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { ModelkitError } from "../errors.js";
 import { onBatchEvent } from "../library/batcher.js";
 import type { ModelLibrary } from "../library/library.js";
 import { elapsedMsOf } from "./logging.js";
 import { problemCodeOf } from "./problem.js";
-import { RequestDurationHistogram } from "./request-histogram.js";
 
 /** One dispatched batch, as the dynamic batcher reports it. */
 export interface BatchObservation {
@@ -74,18 +74,27 @@ export const metrics = fp<MetricsOptions>(
   async (app: FastifyInstance, options: MetricsOptions) => {
     const library = options.library ?? app.modelkit?.library;
     if (library === undefined) {
-      throw new TypeError("metrics: pass { library } or register it inside createServer()");
+      throw new ModelkitError(
+        "ERR_INVALID_SETTINGS",
+        "metrics: pass { library } or register it inside createServer()",
+      );
     }
     const registry = new Registry();
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
 
-    const requestDuration = new RequestDurationHistogram(
-      "modelkit_http_request_duration_seconds",
-      "HTTP request duration by route, model and status code",
-      options.durationBuckets ?? DEFAULT_DURATION_BUCKETS,
-      registry,
-    );
-    const predictions = new PredictionCounter(registry);
+    const requestDuration = new Histogram({
+      name: "modelkit_http_request_duration_seconds",
+      help: "HTTP request duration by route, model and status code",
+      labelNames: ["method", "route", "model", "status_code"] as const,
+      buckets: options.durationBuckets ?? DEFAULT_DURATION_BUCKETS,
+      registers: [registry],
+    });
+    const predictions = new Counter({
+      name: "modelkit_predictions_total",
+      help: "Items predicted successfully over HTTP, by model",
+      labelNames: ["model"] as const,
+      registers: [registry],
+    });
     const predictionErrors = new Counter({
       name: "modelkit_prediction_errors_total",
       help: "Failed prediction requests by model and error code",
@@ -143,11 +152,15 @@ export const metrics = fp<MetricsOptions>(
       const route = request.routeOptions.url ?? "unmatched";
       const model = modelOf(request);
       const seconds = elapsedMsOf(reply) / 1000;
-      requestDuration.observe(request.method, route, model, reply.statusCode, seconds);
+      // Not a duration (NaN): it must neither fail the answer nor poison the sum for good.
+      if (seconds >= 0) {
+        const labels = { method: request.method, route, model, status_code: reply.statusCode };
+        requestDuration.observe(labels, seconds);
+      }
       if (PREDICT_ROUTES.has(route)) {
         if (reply.statusCode < 400) {
           const body = request.body;
-          predictions.add(model, Array.isArray(body) ? body.length : 1);
+          predictions.inc({ model }, Array.isArray(body) ? body.length : 1);
         } else {
           const code = problemCodeOf(request) ?? `HTTP_${reply.statusCode}`;
           predictionErrors.inc({ model, code });
@@ -220,43 +233,6 @@ export const metrics = fp<MetricsOptions>(
   },
   { fastify: "5.x", name: "modelkit-metrics" },
 );
-
-/**
- * `modelkit_predictions_total`, counted per model on the request path and added to the counter
- * at each scrape: prom-client's `inc` checks the label names and hashes the label values on
- * every call, about 0.25 µs a request in a CPU profile of `serve` (BENCHMARKS.md).
- */
-class PredictionCounter extends Counter<"model"> {
-  // Made by `reset`, which prom-client's constructor calls: a field initializer would run after
-  // it and replace the map.
-  declare private pending: Map<string, number>;
-
-  constructor(registry: Registry) {
-    super({
-      name: "modelkit_predictions_total",
-      help: "Items predicted successfully over HTTP, by model",
-      labelNames: ["model"] as const,
-      registers: [registry],
-      collect() {
-        (this as PredictionCounter).flush();
-      },
-    });
-  }
-
-  add(model: string, items: number): void {
-    this.pending.set(model, (this.pending.get(model) ?? 0) + items);
-  }
-
-  private flush(): void {
-    for (const [model, items] of this.pending) this.inc({ model }, items);
-    this.pending.clear();
-  }
-
-  override reset(): void {
-    super.reset();
-    this.pending = new Map();
-  }
-}
 
 const CACHE_COUNTERS = {
   hits: "Prediction cache hits by model",

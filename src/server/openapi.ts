@@ -52,10 +52,17 @@ export const responses = {
 
 /** The error answers every prediction route may give, as OpenAPI `components.responses`. */
 const PROBLEM_RESPONSES: Record<string, { status: number; description: string }> = {
-  MalformedJson: { status: 400, description: "Malformed JSON, or a __proto__/constructor key" },
+  MalformedJson: {
+    status: 400,
+    description:
+      "Malformed JSON, JSON nested deeper than the limit (ERR_JSON_TOO_DEEP), or a __proto__/constructor key",
+  },
   ModelNotFound: { status: 404, description: "No such model" },
   BodyTooLarge: { status: 413, description: "Body over the configured limit" },
-  UnsupportedMediaType: { status: 415, description: "Body is not application/json" },
+  UnsupportedMediaType: {
+    status: 415,
+    description: "Body is not application/json, or has a Content-Encoding (not decoded)",
+  },
   ItemValidation: {
     status: 422,
     description:
@@ -64,7 +71,7 @@ const PROBLEM_RESPONSES: Record<string, { status: number; description: string }>
   PredictionFailed: {
     status: 500,
     description:
-      "The model raised an error (ERR_PREDICTION_FAILED) or its answer failed validation",
+      "The model raised an error (ERR_PREDICTION_FAILED), its answer failed validation, or it cannot be sent as JSON (ERR_PREDICTION_NOT_JSON)",
   },
   Unavailable: {
     status: 503,

@@ -1,5 +1,6 @@
-import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
-import { ERROR_CODES, type ErrorCode, type ValidationIssue } from "../errors.js";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { ModelkitError, type ValidationIssue } from "../errors.js";
+import { HttpError, isLibraryCode, type ProblemCode, problemCode } from "./errors.js";
 
 /** The media type of every error answer (RFC 9457). */
 export const PROBLEM_TYPE = "application/problem+json";
@@ -20,61 +21,134 @@ export interface Problem {
 /** Seconds a client should wait before retrying a 503 (not ready, draining, overloaded). */
 export const RETRY_AFTER_SECONDS = 5;
 
+/** Longest `detail` of an answer, in characters; a longer message is cut and says by how much. */
+export const MAX_DETAIL_LENGTH = 1024;
+/** Longest error message in the log, in characters; the stack gets twice as much. */
+export const MAX_LOGGED_MESSAGE_LENGTH = 16 * 1024;
+
 /** A stable, non-dereferenced URI per code; docs/errors.md explains each one. */
 export function problemType(code: string): string {
   return `urn:modelkit-ts:error:${code}`;
 }
 
-// Fastify's own errors (body parsing, routing) mapped onto our codes, so clients see one
-// vocabulary whichever layer refused the request.
-const FASTIFY_CODES: Record<string, ErrorCode> = {
-  FST_ERR_CTP_INVALID_JSON_BODY: "ERR_MALFORMED_JSON",
-  FST_ERR_CTP_EMPTY_JSON_BODY: "ERR_MALFORMED_JSON",
+/** `text` cut to `max` characters, saying how many were left out. */
+export function truncate(text: string, max = MAX_DETAIL_LENGTH): string {
+  return text.length <= max
+    ? text
+    : `${text.slice(0, max)}… (${text.length - max} more characters)`;
+}
+
+export function makeProblem(code: ProblemCode, requestId: string, detail?: string): Problem {
+  const { status, title } = problemCode(code);
+  const text = detail === undefined || detail === "" ? title : truncate(detail);
+  return { type: problemType(code), title, status, detail: text, code, requestId };
+}
+
+/**
+ * A property of whatever was thrown, or undefined when reading it throws: a getter or a
+ * revoked Proxy must not turn one failed request into a crash of the error path.
+ */
+function read(value: unknown, key: string): unknown {
+  if ((typeof value !== "object" && typeof value !== "function") || value === null) {
+    return undefined;
+  }
+  try {
+    return (value as Record<string, unknown>)[key];
+  } catch {
+    return undefined;
+  }
+}
+
+function isInstance(value: unknown, type: abstract new (...args: never[]) => unknown): boolean {
+  try {
+    return value instanceof type;
+  } catch {
+    return false; // a revoked Proxy throws on its prototype
+  }
+}
+
+/** The `message` of whatever was thrown, read safely; undefined when it has none. */
+export function messageOf(error: unknown): string | undefined {
+  const message = read(error, "message");
+  return typeof message === "string" ? message : undefined;
+}
+
+/** The problem of a library error (or one the server raised), with its code; else undefined. */
+function codedProblem(error: unknown, requestId: string): Problem | undefined {
+  const code = read(error, "code");
+  const own =
+    (isInstance(error, ModelkitError) && isLibraryCode(code)) ||
+    (isInstance(error, HttpError) && typeof code === "string");
+  if (!own) return undefined;
+  const problem = makeProblem(code as ProblemCode, requestId, messageOf(error));
+  const issues = read(error, "issues");
+  if (code === "ERR_ITEM_VALIDATION" && Array.isArray(issues)) {
+    problem.issues = issues as ValidationIssue[];
+  }
+  return problem;
+}
+
+/** True when the client hung up before its answer was written. */
+export function clientGone(reply: FastifyReply): boolean {
+  return reply.raw.destroyed && !reply.raw.writableFinished;
+}
+
+/**
+ * The problem a failed prediction becomes. Only the library's own errors (a `ModelkitError`
+ * with a library code, as errors that crossed a thread are revived) keep their code and status;
+ * whatever model code throws is `ERR_PREDICTION_FAILED`, whatever its `code` or `statusCode`
+ * say, with its message as detail. A client that left is `ERR_CLIENT_CLOSED`, not a failure.
+ */
+export function predictionProblem(error: unknown, reply: FastifyReply): Problem {
+  const requestId = reply.request.id;
+  if (clientGone(reply)) return makeProblem("ERR_CLIENT_CLOSED", requestId);
+  return (
+    codedProblem(error, requestId) ??
+    makeProblem("ERR_PREDICTION_FAILED", requestId, messageOf(error))
+  );
+}
+
+// Fastify's own errors mapped onto our codes, so that clients see one vocabulary whichever layer
+// refused the request.
+const FASTIFY_CODES: Record<string, ProblemCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: "ERR_BODY_TOO_LARGE",
   FST_ERR_CTP_INVALID_MEDIA_TYPE: "ERR_UNSUPPORTED_MEDIA_TYPE",
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: "ERR_BAD_REQUEST",
+  FST_ERR_CTP_EMPTY_JSON_BODY: "ERR_MALFORMED_JSON",
+  FST_ERR_CTP_INVALID_JSON_BODY: "ERR_MALFORMED_JSON",
   FST_ERR_NOT_FOUND: "ERR_NOT_FOUND",
-  FST_UNDER_PRESSURE: "ERR_OVERLOADED",
+  FST_ERR_MAX_PARAM_LENGTH: "ERR_URI_TOO_LONG",
 };
 
-const DETAILS: Partial<Record<ErrorCode, string>> = {
+const FASTIFY_DETAILS: Partial<Record<ProblemCode, string>> = {
   ERR_MALFORMED_JSON: "the body is empty or not valid JSON",
   ERR_UNSUPPORTED_MEDIA_TYPE: "send the body as application/json",
 };
 
-function isErrorCode(code: unknown): code is ErrorCode {
-  return typeof code === "string" && Object.hasOwn(ERROR_CODES, code);
-}
-
 /**
- * The problem an error becomes. Library errors keep their code and message; anything else a
- * model throws is `ERR_PREDICTION_FAILED` with the error's message as detail. Never a stack:
- * the log has it, under the same requestId.
+ * The problem of an error the generic handler sees: Fastify's refusals, the server's own
+ * errors, library errors outside predictions (a plugin's `ERR_OVERLOADED`). Anything else is a
+ * fault of the server, `ERR_INTERNAL`.
  */
-export function problemOf(error: unknown, requestId: string): Problem {
-  const raw = (error as { code?: unknown } | null)?.code;
-  const mapped = typeof raw === "string" ? (FASTIFY_CODES[raw] ?? raw) : undefined;
-  if (isErrorCode(mapped)) {
-    const message = mapped === raw ? (error as Error).message : undefined;
-    const problem = makeProblem(mapped, requestId, DETAILS[mapped] ?? message);
-    const issues = (error as { issues?: unknown }).issues;
-    if (mapped === "ERR_ITEM_VALIDATION" && Array.isArray(issues)) {
-      problem.issues = issues as ValidationIssue[];
+export function frameworkProblem(error: unknown, reply: FastifyReply): Problem {
+  const { request } = reply;
+  const coded = codedProblem(error, request.id);
+  if (coded !== undefined) return coded;
+  const code = read(error, "code");
+  // A body cut short by the client ("aborted"): nobody is left to answer.
+  if (code === "ECONNRESET" || clientGone(reply)) {
+    return makeProblem("ERR_CLIENT_CLOSED", request.id);
+  }
+  if (typeof code === "string" && code.startsWith("FST_")) {
+    const mapped = FASTIFY_CODES[code];
+    if (mapped !== undefined) {
+      return makeProblem(mapped, request.id, FASTIFY_DETAILS[mapped] ?? messageOf(error));
     }
-    return problem;
+    const status = read(error, "statusCode");
+    if (typeof status === "number" && status >= 400 && status < 500) {
+      return makeProblem("ERR_BAD_REQUEST", request.id, messageOf(error));
+    }
   }
-  // Other Fastify client errors (4xx with a statusCode) stay client errors.
-  const status = (error as FastifyError | null)?.statusCode;
-  if (typeof status === "number" && status >= 400 && status < 500) {
-    return { ...makeProblem("ERR_BAD_REQUEST", requestId, (error as Error).message), status };
-  }
-  const message = error instanceof Error ? error.message : undefined;
-  return makeProblem("ERR_PREDICTION_FAILED", requestId, message || undefined);
-}
-
-export function makeProblem(code: ErrorCode, requestId: string, detail?: string): Problem {
-  const { status, title } = ERROR_CODES[code];
-  return { type: problemType(code), title, status, detail: detail ?? title, code, requestId };
+  return makeProblem("ERR_INTERNAL", request.id);
 }
 
 // The code of the problem each refused request was answered with, for the metrics: every
@@ -97,13 +171,44 @@ export function sendProblem(reply: FastifyReply, problem: Problem): FastifyReply
   return reply.code(problem.status).type(PROBLEM_TYPE).send(problem);
 }
 
-/** The app's error handler: every error becomes a problem; server faults are logged in full. */
-export function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
-  const problem = problemOf(error, request.id);
+/**
+ * What the log keeps of a thrown value: name, code, model, message and stack, each read safely
+ * and bounded, so that a hostile error can neither throw in the logger nor write megabytes.
+ */
+export function loggableError(error: unknown): Record<string, unknown> {
+  if ((typeof error !== "object" && typeof error !== "function") || error === null) {
+    return { type: typeof error, message: truncate(String(error), MAX_LOGGED_MESSAGE_LENGTH) };
+  }
+  const entry: Record<string, unknown> = {};
+  const name = read(error, "name");
+  entry.type = typeof name === "string" ? truncate(name, 100) : "unknown";
+  const message = messageOf(error);
+  if (message !== undefined) entry.message = truncate(message, MAX_LOGGED_MESSAGE_LENGTH);
+  for (const key of ["code", "modelName"]) {
+    const value = read(error, key);
+    if (typeof value === "string" || typeof value === "number") {
+      entry[key] = truncate(String(value), 200);
+    }
+  }
+  const stack = read(error, "stack");
+  if (typeof stack === "string") entry.stack = truncate(stack, 2 * MAX_LOGGED_MESSAGE_LENGTH);
+  return entry;
+}
+
+/** Logs a refused or failed request once: server faults at error, the rest at info. */
+export function logProblem(request: FastifyRequest, problem: Problem, error: unknown): void {
   if (problem.status >= 500) {
-    request.log.error({ err: error, code: problem.code }, "request failed");
+    request.log.error({ err: loggableError(error), code: problem.code }, "request failed");
+  } else if (problem.code === "ERR_CLIENT_CLOSED") {
+    request.log.info({ code: problem.code }, "client closed the request");
   } else {
     request.log.info({ code: problem.code, detail: problem.detail }, "request refused");
   }
+}
+
+/** The app's error handler: every error becomes a problem; server faults are logged in full. */
+export function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
+  const problem = frameworkProblem(error, reply);
+  logProblem(request, problem, error);
   sendProblem(reply, problem);
 }

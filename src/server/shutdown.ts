@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyInstance } from "fastify";
+import { loggableError } from "./problem.js";
 
 export interface ShutdownOptions {
   /**
@@ -22,8 +23,10 @@ export const DEFAULT_GRACE_PERIOD_MS = 20000;
 /**
  * Installs the shutdown sequence on SIGTERM and SIGINT: `/readyz` turns 503 at once, requests
  * are served for the drain delay, then the listener closes and in-flight requests get the grace
- * period to finish, the app's onClose hooks close the models, and the process exits 0. A second
- * signal exits at once with code 1. Returns `shutdown` to run the sequence without a signal.
+ * period to finish, the app's onClose hooks close the models (each within the server's
+ * `closeTimeoutMs`), and the process exits 0; 1 when a model failed or did not close in time,
+ * after logging which. A second signal exits at once with code 1. Returns `shutdown` to run
+ * the sequence without a signal.
  *
  * @example
  * const app = await createServer({ library });
@@ -53,7 +56,13 @@ export function gracefulShutdown(
       app.log.info("shut down");
       exit(0);
     } catch (error) {
-      app.log.error({ err: error }, "shutdown failed");
+      // One line per failure, each naming its model: `library.close` goes on past a model that
+      // failed or hung (ERR_CLOSE_TIMEOUT) and reports them all at the end.
+      const failures = error instanceof AggregateError ? error.errors : [error];
+      for (const failure of failures) {
+        const model = (failure as { modelName?: unknown } | null)?.modelName;
+        app.log.error({ err: loggableError(failure), model }, "shutdown failed");
+      }
       exit(1);
     } finally {
       clearTimeout(grace);

@@ -252,6 +252,8 @@ t.test("bad cache settings fail the load with ERR_INVALID_SETTINGS", async (t) =
   const cases: [CacheSettings, RegExp][] = [
     [{ provider: "disk" } as unknown as CacheSettings, /none, memory or redis/],
     [{ provider: "memory", maxSize: 0 }, /maxSize must be a positive integer/],
+    [{ provider: "memory", maxBytes: 1.5 }, /maxBytes must be a positive integer/],
+    [{ provider: "memory", maxBytes: 100, maxEntryBytes: 200 }, /must not exceed cache.maxBytes/],
     [{ provider: "redis", url: "localhost:6379" }, /redis:\/\/ or rediss:\/\//],
     [{ provider: "redis", timeoutMs: -1 }, /timeoutMs must be a number > 0/],
   ];
@@ -290,4 +292,69 @@ t.test("MODELKIT_CACHE_* environment variables configure the cache", async (t) =
     code: "ERR_INVALID_SETTINGS",
     message: /MODELKIT_CACHE_PROVIDER must be none, memory or redis/,
   });
+});
+
+const HOSTILE = new URL("../../dist/test/fixtures/hostile-models.js", import.meta.url).href;
+
+async function hostile(requiredModels: string[], cache?: CacheSettings) {
+  const library = new ModelLibrary({
+    models: [HOSTILE],
+    requiredModels,
+    ...(cache ? { settings: { cache } } : {}),
+  });
+  await library.load();
+  return library;
+}
+
+t.test("maxBytes bounds the memory the entries take; maxEntryBytes skips large ones", async (t) => {
+  const library = await hostile(["cached_echo"], {
+    provider: "memory",
+    maxBytes: 100_000,
+    maxEntryBytes: 20_000,
+  });
+  t.teardown(() => library.close());
+  const stats = () => library.cache?.stats().models.cached_echo;
+  const item = (i: number, size = 10_000) => `${i}:${"x".repeat(size)}`;
+  for (let i = 0; i < 20; i++) await library.predict("cached_echo", item(i));
+  t.match(stats(), { writes: 20, misses: 20 }, "200 kB written into a 100 kB cache");
+  await library.predict("cached_echo", item(19));
+  t.match(stats(), { hits: 1 }, "the newest entries are kept");
+  await library.predict("cached_echo", item(0));
+  t.match(stats(), { hits: 1, misses: 21 }, "the oldest went to keep it under maxBytes");
+  const big = item(100, 30_000);
+  t.equal(await library.predict("cached_echo", big), big);
+  t.equal(await library.predict("cached_echo", big), big, "a large prediction is computed");
+  t.match(stats(), { hits: 1, misses: 23 }, "and never kept");
+});
+
+t.test("an item too deep to key is computed, not cached, and never fails", async (t) => {
+  const library = await hostile(["cached_depth"]);
+  t.teardown(() => library.close());
+  let deep: unknown = 0;
+  for (let i = 0; i < 200_000; i++) deep = [deep];
+  const model = library.get<{ predict(item: unknown): number }>("cached_depth");
+  t.equal(model.predict(deep), 200_000, "the sync path computes it");
+  t.equal(await library.predict("cached_depth", deep), 200_000, "and the async path");
+  t.equal(model.predict([[1]]), 2);
+  t.equal(model.predict([[1]]), 2);
+  t.match(library.cache?.stats().models.cached_depth, { writes: 1, hits: 1 }, "only [[1]] cached");
+});
+
+t.test("MODELKIT_CACHE_MAX_BYTES and _MAX_ENTRY_BYTES configure the memory cache", async (t) => {
+  const saved = { ...process.env };
+  t.teardown(() => {
+    process.env = saved;
+  });
+  // No provider: the variables apply to the default memory cache.
+  delete process.env.MODELKIT_CACHE_PROVIDER;
+  process.env.MODELKIT_CACHE_MAX_BYTES = "50000";
+  process.env.MODELKIT_CACHE_MAX_ENTRY_BYTES = "100";
+  const library = await hostile(["cached_echo"]);
+  t.teardown(() => library.close());
+  await library.predict("cached_echo", "x".repeat(200));
+  await library.predict("cached_echo", "x".repeat(200));
+  t.match(library.cache?.stats().models.cached_echo, { hits: 0, misses: 2 }, "over 100 bytes");
+  await library.predict("cached_echo", "small");
+  await library.predict("cached_echo", "small");
+  t.match(library.cache?.stats().models.cached_echo, { hits: 1, misses: 3 });
 });

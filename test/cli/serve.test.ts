@@ -131,3 +131,102 @@ t.test("a Redis cache that is down is logged once and predictions are still serv
   served.child.kill("SIGTERM");
   t.same(await served.exited, { code: 0, signal: null });
 });
+
+const CLOSE_AND_LOAD = new URL("../../dist/test/fixtures/close-and-load.js", import.meta.url).href;
+
+t.test("SIGTERM: a model whose close hangs is named in the log, and the exit is 1", async (t) => {
+  const served = await serve(t, [
+    "--models",
+    CLOSE_AND_LOAD,
+    "--required-models",
+    "closes_fine,hangs_on_close",
+    "--close-timeout-ms",
+    "300",
+  ]);
+  await waitReady(served.url);
+  const started = Date.now();
+  served.child.kill("SIGTERM");
+  t.same(await served.exited, { code: 1, signal: null }, "exit 1, not a hang");
+  t.ok(Date.now() - started < 10_000, `exited in ${Date.now() - started} ms`);
+  const failure = served.logs.find((line) => line.msg === "shutdown failed");
+  t.equal(failure?.model, "hangs_on_close", "the log names the model");
+  t.match(failure?.err, { code: "ERR_CLOSE_TIMEOUT", message: /hangs_on_close.*300 ms/ });
+});
+
+t.test(
+  "a load error: the log has all of it, once, with the model; /readyz a short line",
+  async (t) => {
+    const served = await serve(t, [
+      "--models",
+      CLOSE_AND_LOAD,
+      "--required-models",
+      "fails_verbosely",
+    ]);
+    const end = Date.now() + 30_000;
+    const failed = () => served.logs.filter((line) => line.model === "fails_verbosely");
+    while (failed().length === 0 && Date.now() < end) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const [line, ...more] = failed();
+    t.equal(more.length, 0, "logged once");
+    t.equal(line?.level, 50);
+    t.match(line?.err, {
+      code: "EACCES",
+      message: /^could not read the weights[\s\S]*detail line/,
+    });
+    t.match((line?.err as { stack?: string } | undefined)?.stack, /_load/, "with its stack");
+    const readyz = (await (await fetch(`${served.url}/readyz`)).json()) as {
+      models: { error: { code: string; message: string } }[];
+    };
+    t.same(readyz.models[0]?.error, {
+      code: "EACCES",
+      message: "could not read the weights at /srv/secret-path/model.bin",
+    });
+    served.child.kill("SIGTERM");
+    t.same(await served.exited, { code: 0, signal: null });
+  },
+);
+
+t.test("the hardening flags: defaults, flags, environment and mistakes", async (t) => {
+  const { serveConfig } = await import("../../dist/src/cli/serve.js");
+  const defaults = serveConfig([], {});
+  t.match(defaults, {
+    maxJsonDepth: 64,
+    requestTimeoutMs: 30_000,
+    headersTimeoutMs: 10_000,
+    keepAliveTimeoutMs: 72_000,
+    maxConnections: undefined,
+    closeTimeoutMs: 5000,
+  });
+  const flags = serveConfig(
+    [
+      "--max-json-depth",
+      "8",
+      "--request-timeout-ms",
+      "4000",
+      "--keep-alive-timeout-ms",
+      "1000",
+      "--max-connections",
+      "50",
+      "--close-timeout-ms",
+      "100",
+    ],
+    { MODELKIT_MAX_JSON_DEPTH: "99", MODELKIT_HEADERS_TIMEOUT_MS: "2000" },
+  );
+  t.match(flags, {
+    maxJsonDepth: 8,
+    requestTimeoutMs: 4000,
+    headersTimeoutMs: 2000,
+    keepAliveTimeoutMs: 1000,
+    maxConnections: 50,
+    closeTimeoutMs: 100,
+  });
+  t.match(serveConfig(["--request-timeout-ms", "3000"], {}), { headersTimeoutMs: 3000 });
+  t.throws(() => serveConfig(["--max-json-depth", "0"], {}), { code: "ERR_USAGE" });
+  t.throws(
+    () => serveConfig(["--request-timeout-ms", "1000", "--headers-timeout-ms", "2000"], {}),
+    { code: "ERR_USAGE", message: /must not exceed/ },
+  );
+  const help = serveConfig(["--help"], {});
+  t.equal(help, "help");
+});

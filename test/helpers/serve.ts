@@ -20,14 +20,17 @@ export interface Served {
 
 /**
  * Starts `modelkit-ts serve <args>` on a free port (PORT=0, no drain delay unless `env` sets
- * one) and resolves once it listens; the test's teardown kills it if it still runs.
+ * one) and resolves once it listens; the test's teardown kills it if it still runs. `prefix`
+ * runs it under another command (`["prlimit", "--nofile=256"]`).
  */
 export async function serve(
   t: Test,
   args: string[] = [],
   env: Record<string, string> = {},
+  prefix: string[] = [],
 ): Promise<Served> {
-  const child = spawn(process.execPath, [MAIN, "serve", ...args], {
+  const [command, ...commandArgs] = [...prefix, process.execPath, MAIN, "serve", ...args];
+  const child = spawn(command as string, commandArgs, {
     cwd: ROOT,
     env: { ...process.env, PORT: "0", MODELKIT_DRAIN_DELAY_MS: "0", ...env },
     stdio: ["ignore", "pipe", "inherit"],

@@ -1,5 +1,6 @@
 import type { AddressInfo } from "node:net";
 import { connect } from "node:net";
+import { brotliCompressSync, gzipSync } from "node:zlib";
 import { ModelLibrary } from "modelkit-ts";
 import { createServer } from "modelkit-ts/server";
 import t from "tap";
@@ -151,6 +152,23 @@ const ATTACKS: Attack[] = [
     status: 415,
     code: "ERR_UNSUPPORTED_MEDIA_TYPE",
   },
+  // Content-Encoding the server does not decode: 415, not a JSON error on compressed bytes
+  {
+    name: "gzip body",
+    url: "/predict/sentiment",
+    extraHeaders: { "content-encoding": "gzip" },
+    body: gzipSync('{"text":"a"}'),
+    status: 415,
+    code: "ERR_UNSUPPORTED_CONTENT_ENCODING",
+  },
+  {
+    name: "brotli body",
+    url: "/predict/sentiment",
+    extraHeaders: { "content-encoding": "br" },
+    body: brotliCompressSync('{"text":"a"}'),
+    status: 415,
+    code: "ERR_UNSUPPORTED_CONTENT_ENCODING",
+  },
   // Size: 413
   {
     name: "body over the limit",
@@ -188,22 +206,51 @@ const ATTACKS: Attack[] = [
     status: 400,
     code: "ERR_BAD_REQUEST",
   },
-  // Valid JSON that the schema refuses: 422 with the issue's path
+  // Nesting past the depth limit: 400 before anything parses or walks it
   {
     name: "nesting 10,000 deep (arrays)",
     url: "/predict/sentiment",
     body: nested(10_000, "[", "]"),
-    status: 422,
-    code: "ERR_ITEM_VALIDATION",
-    issuePath: [],
+    status: 400,
+    code: "ERR_JSON_TOO_DEEP",
   },
   {
     name: "nesting 10,000 deep (objects)",
     url: "/predict/sentiment",
     body: nested(10_000, '{"a":', "}"),
+    status: 400,
+    code: "ERR_JSON_TOO_DEEP",
+  },
+  {
+    name: "5,000 deep inside a field, to a sync model over an async one (dedup)",
+    url: "/predict/dedup",
+    body: `{"text":${nested(5000, "[", "]", "")}}`,
+    status: 400,
+    code: "ERR_JSON_TOO_DEEP",
+  },
+  {
+    name: "65 levels, one past the default limit",
+    url: "/predict_batch/tokenizer",
+    body: nested(65, "[", "]"),
+    status: 400,
+    code: "ERR_JSON_TOO_DEEP",
+  },
+  // Valid JSON that the schema refuses: 422 with the issue's path
+  {
+    name: "64 levels, at the limit, reach validation",
+    url: "/predict/sentiment",
+    body: nested(63, '{"a":', "}", '"x"').replace('{"a":', '{"text":'),
     status: 422,
     code: "ERR_ITEM_VALIDATION",
     issuePath: ["text"],
+  },
+  {
+    name: "brackets inside strings do not count",
+    url: "/predict/strict_order",
+    body: `{"sku":"${"[{".repeat(500)}\\"${"[".repeat(500)}","quantity":"1"}`,
+    status: 422,
+    code: "ERR_ITEM_VALIDATION",
+    issuePath: ["quantity"],
   },
   {
     name: "wrong type",
@@ -365,7 +412,7 @@ const ATTACKS: Attack[] = [
     url: `/predict/${"m".repeat(8000)}`,
     body: '{"text":"a"}',
     status: 414,
-    code: "ERR_BAD_REQUEST",
+    code: "ERR_URI_TOO_LONG",
   },
   {
     name: "prototype property as a name",

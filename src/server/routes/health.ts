@@ -1,10 +1,35 @@
 import type { FastifyInstance } from "fastify";
-import type { ModelLibrary } from "../../library/library.js";
+import type { ModelLibrary, ModelStatus } from "../../library/library.js";
 import { responses } from "../openapi.js";
 import { RETRY_AFTER_SECONDS } from "../problem.js";
 import type { Readiness } from "../schemas.js";
 
 type ReadinessStatus = Readiness["status"];
+
+/** How long a load error's message may be in `/readyz` and `/models`; the log has all of it. */
+const SHORT_MESSAGE_LENGTH = 200;
+
+/**
+ * A load error as the probes show it: its code and the first line of its message, cut short.
+ * A message may hold paths, hosts or the contents of a file; `serve` logs it whole.
+ */
+type LoadError = NonNullable<ModelStatus["error"]>;
+
+export function shortError(error: LoadError): LoadError {
+  const line = error.message.split("\n", 1)[0] ?? "";
+  const message =
+    line.length > SHORT_MESSAGE_LENGTH ? `${line.slice(0, SHORT_MESSAGE_LENGTH)}…` : line;
+  return error.code === undefined ? { message } : { code: error.code, message };
+}
+
+/** Each served model's state, with its load error shortened. */
+function modelStatuses(library: ModelLibrary): ModelStatus[] {
+  return library
+    .status()
+    .map((status) =>
+      status.error === undefined ? status : { ...status, error: shortError(status.error) },
+    );
+}
 
 /** Why the service does or does not take traffic, in the order an orchestrator cares. */
 export function readinessOf(library: ModelLibrary, draining: boolean): ReadinessStatus {
@@ -59,7 +84,7 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
     },
     async (_request, reply) => {
       const status = readinessOf(library, app.modelkit.draining);
-      const body: Readiness = { status, library: library.state, models: library.status() };
+      const body: Readiness = { status, library: library.state, models: modelStatuses(library) };
       if (status !== "ready") {
         reply.code(503).header("retry-after", String(RETRY_AFTER_SECONDS));
       }

@@ -3,45 +3,9 @@ import { didYouMean } from "../../errors.js";
 import type { ModelLibrary } from "../../library/library.js";
 import { responses } from "../openapi.js";
 import { makeProblem, sendProblem } from "../problem.js";
+import { redact } from "../redact.js";
 import type { ModelInfo } from "../schemas.js";
-
-// Settings are configuration, and configuration holds credentials often enough: a key made of
-// one of these words is shown redacted (`maxTokens` is not `token`, `apiKey` is).
-const SECRET_WORDS = new Set([
-  "password",
-  "passwd",
-  "secret",
-  "token",
-  "credential",
-  "credentials",
-  "auth",
-  "authorization",
-  "apikey",
-  "privatekey",
-]);
-
-function isSecretKey(key: string): boolean {
-  const words = key
-    .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
-    .toLowerCase()
-    .split(/[^a-z0-9]+/)
-    .filter(Boolean);
-  return words.some(
-    (word, i) =>
-      SECRET_WORDS.has(word) || (word === "key" && ["api", "private"].includes(words[i - 1] ?? "")),
-  );
-}
-
-/** Settings safe to show: secret-looking keys redacted, passwords in URLs masked. */
-export function safeSettings(settings: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(
-    Object.entries(settings).map(([key, value]) => {
-      if (isSecretKey(key)) return [key, "[redacted]"];
-      if (typeof value === "string") return [key, value.replace(/\/\/[^/@\s]+@/, "//***@")];
-      return [key, value];
-    }),
-  );
-}
+import { shortError } from "./health.js";
 
 /** Every served model: its description when loaded, else its state (and load error). */
 export function modelInfos(library: ModelLibrary): ModelInfo[] {
@@ -53,14 +17,14 @@ export function modelInfos(library: ModelLibrary): ModelInfo[] {
       info.kind = model.kind;
       info.className = model.className;
       info.dependencies = model.dependencies;
-      info.modelSettings = safeSettings(model.modelSettings);
+      info.modelSettings = redact(model.modelSettings) as Record<string, unknown>;
       if (model.itemSchema !== undefined) info.itemSchema = model.itemSchema;
       if (model.returnSchema !== undefined) info.returnSchema = model.returnSchema;
       if (model.batching !== undefined) info.batching = model.batching;
       if (model.timeoutMs !== undefined) info.timeoutMs = model.timeoutMs;
     }
     if (status.loadTimeMs !== undefined) info.loadTimeMs = status.loadTimeMs;
-    if (status.error !== undefined) info.error = status.error;
+    if (status.error !== undefined) info.error = shortError(status.error);
     return info;
   });
 }

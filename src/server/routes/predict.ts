@@ -2,7 +2,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { didYouMean, ValidationError } from "../../errors.js";
 import { predictBatchEagerly, predictEagerly } from "../../library/library.js";
 import type { PredictOptions } from "../../model/types.js";
-import { makeProblem, sendProblem } from "../problem.js";
+import { HttpError } from "../errors.js";
+import { logProblem, makeProblem, messageOf, predictionProblem, sendProblem } from "../problem.js";
 
 type PredictRequest = FastifyRequest<{ Params: { model: string } }>;
 
@@ -27,7 +28,9 @@ class DisconnectOptions implements PredictOptions {
       this.#signal = controller.signal;
       const response = this.#response;
       const onClose = () => {
-        if (!response.writableFinished) controller.abort(new Error("client disconnected"));
+        if (!response.writableFinished) {
+          controller.abort(new HttpError("ERR_CLIENT_CLOSED", "the client disconnected"));
+        }
       };
       if (response.destroyed) onClose();
       else response.once("close", onClose);
@@ -73,23 +76,46 @@ export async function predictRoutes(
     return name;
   };
 
+  /** Answers a failed prediction with its problem (never with the model's own status). */
+  const failed = (reply: FastifyReply, error: unknown): undefined => {
+    const problem = predictionProblem(error, reply);
+    logProblem(reply.request, problem, error);
+    sendProblem(reply, problem);
+    return undefined;
+  };
+
   // Serialized here, not by Fastify: a model answering a bare string must still get JSON. The
   // handlers are not async and return this text for Fastify to send: a sync model's answer then
   // takes no promise at all, and a promise is only chained when the model gives one.
-  const json = (reply: FastifyReply, value: unknown): string => {
+  const json = (reply: FastifyReply, value: unknown, batch: boolean): string | undefined => {
+    let text: string | undefined;
+    try {
+      text = serialize(value, batch);
+    } catch (error) {
+      return failed(reply, unserializable(error));
+    }
     reply.type("application/json; charset=utf-8");
-    return JSON.stringify(value ?? null);
+    return text;
   };
-  const answer = (reply: FastifyReply, prediction: unknown): string | Promise<string> =>
+  const answer = (reply: FastifyReply, prediction: unknown, batch: boolean) =>
     isThenable(prediction)
-      ? Promise.resolve(prediction).then((value) => json(reply, value))
-      : json(reply, prediction);
+      ? Promise.resolve(prediction).then(
+          (value) => json(reply, value, batch),
+          (error: unknown) => failed(reply, error),
+        )
+      : json(reply, prediction, batch);
 
   app.post("/predict/:model", { schema: { hide: true } }, (request: PredictRequest, reply) => {
     const name = accept(request, reply);
     if (name === undefined) return undefined;
     const options = new DisconnectOptions(reply);
-    return answer(reply, library[predictEagerly](name, request.body, options));
+    let prediction: unknown;
+    try {
+      prediction = library[predictEagerly](name, request.body, options);
+    } catch (error) {
+      return failed(reply, error);
+    }
+    return answer(reply, prediction, false);
   });
 
   app.post(
@@ -100,9 +126,12 @@ export async function predictRoutes(
       if (name === undefined) return undefined;
       const items = request.body;
       if (!Array.isArray(items)) {
-        throw new ValidationError("ERR_ITEM_VALIDATION", name, [
-          { code: "invalid_type", path: [], message: "expected a JSON array of items" },
-        ]);
+        return failed(
+          reply,
+          new ValidationError("ERR_ITEM_VALIDATION", name, [
+            { code: "invalid_type", path: [], message: "expected a JSON array of items" },
+          ]),
+        );
       }
       // An empty batch is a client mistake, not a request for nothing; a huge one would hold a
       // model (and the event loop validating it) for everyone else.
@@ -111,14 +140,61 @@ export async function predictRoutes(
           items.length === 0
             ? "expected at least one item"
             : `expected at most ${options.maxBatchItems} items, got ${items.length}`;
-        throw new ValidationError("ERR_ITEM_VALIDATION", name, [
-          { code: items.length === 0 ? "too_small" : "too_big", path: [], message },
-        ]);
+        return failed(
+          reply,
+          new ValidationError("ERR_ITEM_VALIDATION", name, [
+            { code: items.length === 0 ? "too_small" : "too_big", path: [], message },
+          ]),
+        );
       }
       const predictOptions = new DisconnectOptions(reply);
-      return answer(reply, library[predictBatchEagerly](name, items, predictOptions));
+      let predictions: unknown;
+      try {
+        predictions = library[predictBatchEagerly](name, items, predictOptions);
+      } catch (error) {
+        return failed(reply, error);
+      }
+      return answer(reply, predictions, true);
     },
   );
+}
+
+/**
+ * The JSON of a prediction (or of a batch of them). JSON has no way to say a function, a Symbol
+ * or a `toJSON` that returns undefined: `JSON.stringify` answers nothing for them (an item of an
+ * array becomes `null`), so they are refused rather than sent as an empty or made-up answer.
+ * `undefined` itself is `null`, as a model returning nothing means.
+ */
+function serialize(value: unknown, batch: boolean): string {
+  if (batch && Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const item = value[i];
+      if (item !== undefined && !representable(item)) {
+        throw new TypeError(`the prediction of item ${i} has no JSON form`);
+      }
+    }
+  }
+  const text = JSON.stringify(value ?? null);
+  if (text === undefined) throw new TypeError("the prediction has no JSON form");
+  return text;
+}
+
+/** False for what `JSON.stringify` turns into nothing at the top level. */
+function representable(value: unknown): boolean {
+  if (typeof value === "function" || typeof value === "symbol") return false;
+  const toJSON = (value as { toJSON?: unknown } | null)?.toJSON;
+  return typeof toJSON !== "function" || JSON.stringify(value) !== undefined;
+}
+
+/** Why a prediction could not be written: a BigInt, a cycle, a throwing `toJSON`, no JSON form. */
+function unserializable(cause: unknown): HttpError {
+  const reason = messageOf(cause) ?? "it threw something that is not an Error";
+  const error = new HttpError(
+    "ERR_PREDICTION_NOT_JSON",
+    `the model's prediction cannot be sent as JSON: ${reason}`,
+  );
+  error.cause = cause;
+  return error;
 }
 
 /** A promise or any object with a `then` method, which `await` would adopt as well. */
