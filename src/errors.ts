@@ -24,6 +24,12 @@ export const ERROR_CODES = {
   ERR_BODY_TOO_LARGE: { status: 413, title: "Request body too large" },
   ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
   ERR_NOT_READY: { status: 503, title: "Service not ready" },
+  ERR_ASSET_SPEC: { status: 500, title: "Invalid asset spec" },
+  ERR_ASSET_NOT_FOUND: { status: 500, title: "Asset not found" },
+  ERR_ASSET_EXISTS: { status: 500, title: "Asset version already published" },
+  ERR_ASSET_CORRUPT: { status: 500, title: "Asset failed its checksum" },
+  ERR_ASSET_STORE: { status: 503, title: "Asset store unavailable" },
+  ERR_ASSET_CACHE: { status: 500, title: "Asset cache unusable" },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -54,6 +54,7 @@ export class LibraryThreads {
         registry,
         configurations,
         "it is an async model behind a WrappedAsyncModel",
+        input.settings,
       );
       const timeouts = [...wrapped].map((name) => this.#timeoutMs(name));
       this.#bridge = new AsyncBridge(spec, Math.max(...timeouts));
@@ -63,7 +64,9 @@ export class LibraryThreads {
     this.#poolNames = new Set(offloaded);
     if (offloaded.length > 0) {
       const reason = "library.predict runs it off the main thread";
-      this.#pool = new ThreadPool(workerSpec(offloaded, registry, configurations, reason));
+      this.#pool = new ThreadPool(
+        workerSpec(offloaded, registry, configurations, reason, input.settings),
+      );
     }
   }
 

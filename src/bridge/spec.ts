@@ -1,3 +1,4 @@
+import { pinnedAssetsSettings } from "../assets/manager.js";
 import { ModelkitError } from "../errors.js";
 import { dependencyAliases } from "../library/graph.js";
 import type { Registration } from "../library/registry.js";
@@ -29,6 +30,7 @@ export function workerSpec(
   registry: ReadonlyMap<string, Registration>,
   configurations: ReadonlyMap<string, ModelConfiguration>,
   reason: string,
+  settings: LibrarySettings,
 ): WorkerSpec {
   const models = new Set<string>();
   const configuration: Record<string, ModelConfiguration> = {};
@@ -56,7 +58,11 @@ export function workerSpec(
     requiredModels: [...names],
     configuration,
     // The worker serves models directly, never through its library's cache or lazy path.
-    settings: { lazyLoading: false, cache: { provider: "none" } },
+    settings: {
+      lazyLoading: false,
+      cache: { provider: "none" },
+      assets: pinnedAssetsSettings(settings.assets),
+    },
   };
 }
 

@@ -1,3 +1,4 @@
+import { AssetsManager } from "../assets/manager.js";
 import { LibraryThreads } from "../bridge/library-threads.js";
 import { attachCache } from "../cache/chunk.js";
 import { createPredictionCache, type PredictionCache } from "../cache/prediction-cache.js";
@@ -57,6 +58,8 @@ export class ModelLibrary {
   #threads: LibraryThreads | undefined;
   /** Shared by the models with `cachePredictions: true`; none when no served model has it. */
   #cache: PredictionCache | undefined;
+  /** Fetches the models' assets; made when a served model has one. */
+  #assets: AssetsManager | undefined;
   #state: LibraryState = "unloaded";
   #loading: Promise<void> | undefined;
 
@@ -95,6 +98,7 @@ export class ModelLibrary {
       this.#resolveConfigurations();
       const required = this.#options.requiredModels ?? [...this.#registry.keys()];
       this.#order = loadOrder(required, this.#registry);
+      await this.#pinAssets();
       const caching = this.#order.some(
         (name) => this.#configurations.get(name)?.modelSettings?.cachePredictions === true,
       );
@@ -152,6 +156,33 @@ export class ModelLibrary {
     }
   }
 
+  /**
+   * Checks every served model's asset spec, then pins each to one version (or local path), so
+   * that this library and the threads it starts (which copy the configurations) use the same
+   * files. Downloads happen as each model is built.
+   */
+  async #pinAssets(): Promise<void> {
+    const names = this.#order.filter((name) => this.#configurations.get(name)?.asset);
+    if (names.length === 0) return;
+    const assets = new AssetsManager(this.#options.settings.assets);
+    this.#assets = assets;
+    const results = await Promise.allSettled(
+      names.map((name) => assets.pin(this.#assetOf(name), name)),
+    );
+    for (const [index, result] of results.entries()) {
+      const name = names[index] as string;
+      if (result.status === "rejected") this.#errors.set(name, result.reason);
+      else
+        this.#configurations.set(name, { ...this.#configurations.get(name), asset: result.value });
+    }
+    const failed = results.find((result) => result.status === "rejected");
+    if (failed) throw failed.reason;
+  }
+
+  #assetOf(name: string): string {
+    return this.#configurations.get(name)?.asset as string;
+  }
+
   #build(name: string): Promise<AnyModel> {
     let building = this.#building.get(name);
     if (building === undefined) {
@@ -163,11 +194,15 @@ export class ModelLibrary {
 
   async #buildOnce(name: string): Promise<AnyModel> {
     try {
+      // Downloaded alongside the dependencies' own loads; awaited after them.
+      const assetPath =
+        this.#assets?.fetch(this.#assetOf(name), name) ?? Promise.resolve(undefined);
+      assetPath.catch(() => {});
       const dependencies = new Map<string, unknown>();
       for (const [alias, dependency] of this.#dependencies(name)) {
         dependencies.set(alias, await this.#build(dependency));
       }
-      const model = this.#construct(name, dependencies);
+      const model = this.#construct(name, dependencies, await assetPath);
       await this.#threads?.ready(name); // its `_load` may call its wrapped async dependencies
       await model.load();
       return this.#register(name, model);
@@ -186,7 +221,13 @@ export class ModelLibrary {
     for (const [alias, dependency] of this.#dependencies(name)) {
       dependencies.set(alias, this.#buildSync(dependency));
     }
-    const model = this.#construct(name, dependencies);
+    const asset = this.#configurations.get(name)?.asset;
+    const assetPath = asset === undefined ? undefined : this.#assets?.cachedPath(asset);
+    if (asset !== undefined && assetPath === undefined) {
+      this.#build(name).catch(() => {}); // downloads its asset; `getAsync` waits for it
+      throw this.#loadsAsync(name);
+    }
+    const model = this.#construct(name, dependencies, assetPath);
     const loading = model.load();
     this.#building.set(
       name,
@@ -220,7 +261,11 @@ export class ModelLibrary {
     return dependencyAliases(this.#configurations.get(name) ?? {});
   }
 
-  #construct(name: string, dependencies: Map<string, unknown>): AnyModel {
+  #construct(
+    name: string,
+    dependencies: Map<string, unknown>,
+    assetPath: string | undefined,
+  ): AnyModel {
     const registration = this.#registry.get(name) as Registration;
     const configuration = this.#configurations.get(name) ?? {};
     if (registration.cls.kind === "sync") {
@@ -236,6 +281,7 @@ export class ModelLibrary {
       configuration,
       modelSettings: configuration.modelSettings ?? {},
       modelDependencies: dependencies,
+      ...(assetPath === undefined ? {} : { assetPath }),
     });
     if (this.#cache !== undefined && model.modelSettings.cachePredictions === true) {
       attachCache(model, this.#cache);

@@ -60,6 +60,8 @@ export interface ModelOptions {
   /** Resolved dependencies by alias. */
   modelDependencies?: ReadonlyMap<string, unknown> | Record<string, unknown>;
   configuration?: ModelConfiguration;
+  /** The local path of the configuration's asset (the library fetches it before it builds). */
+  assetPath?: string;
 }
 
 /** What `describe()` and the server's `/models` show. */
