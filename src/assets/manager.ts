@@ -3,15 +3,8 @@ import { join, resolve } from "node:path";
 import { ModelkitError } from "../errors.js";
 import { resolveAssetsSettings } from "../library/settings.js";
 import { AssetCache } from "./cache.js";
-import { LocalObjectStore } from "./objects.js";
 import type { TransferListener } from "./progress.js";
-import { S3ObjectStore } from "./s3.js";
-import {
-  type AssetOverride,
-  type AssetsSettings,
-  DEFAULT_STORAGE_PREFIX,
-  type ResolvedAssetsSettings,
-} from "./settings.js";
+import type { AssetOverride, AssetsSettings, ResolvedAssetsSettings } from "./settings.js";
 import {
   type AssetSpec,
   assetEnvKey,
@@ -60,14 +53,7 @@ export class AssetsManager {
     this.cache = new AssetCache(this.settings.dir, this.settings.lockTimeoutMs);
     this.#onTransfer = options.onTransfer;
     const storage = this.settings.storage;
-    if (storage !== undefined) {
-      const prefix = storage.prefix ?? DEFAULT_STORAGE_PREFIX;
-      const objects =
-        storage.provider === "s3"
-          ? new S3ObjectStore(storage, prefix)
-          : new LocalObjectStore(storage.bucket, prefix);
-      this.#store = new AssetStore(objects, this.settings);
-    }
+    if (storage !== undefined) this.#store = new AssetStore(storage, this.settings);
   }
 
   /** Where assets are published (undefined: none configured, only the cache is used). */

@@ -5,14 +5,13 @@ import { dirname, join, relative, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { countBytes } from "./progress.js";
+import { DEFAULT_STORAGE_PREFIX, type StorageSettings } from "./settings.js";
 
 /**
  * The few object operations assets need, over a local directory or an S3-compatible bucket.
  * Keys are `/`-separated and relative to the store's prefix.
  */
 export interface ObjectStore {
-  /** Where the store is, for messages: `s3://bucket/prefix` or a directory. */
-  readonly location: string;
   /** A stream of the object's bytes. A missing object rejects with a `permanent` error. */
   read(key: string): Promise<Readable>;
   /** The object as text, or undefined when there is none. */
@@ -23,6 +22,21 @@ export interface ObjectStore {
   writeIfAbsent(key: string, body: string): Promise<boolean>;
   /** Every key under `prefix` (which ends with `/`), at any depth. */
   list(prefix: string): Promise<string[]>;
+}
+
+/** Where a store is, for messages: `s3://bucket/prefix`, or the local store's directory. */
+export function storeLocation(storage: StorageSettings): string {
+  const prefix = (storage.prefix ?? DEFAULT_STORAGE_PREFIX).split("/").filter(Boolean);
+  return storage.provider === "s3"
+    ? `s3://${[storage.bucket, ...prefix].join("/")}`
+    : join(storage.bucket, ...prefix);
+}
+
+/** The store's objects; the AWS SDK is imported on first use, by S3 users only. */
+export async function openObjectStore(storage: StorageSettings): Promise<ObjectStore> {
+  if (storage.provider === "local") return new LocalObjectStore(storeLocation(storage));
+  const { S3ObjectStore } = await import("./s3.js");
+  return new S3ObjectStore(storage, storage.prefix ?? DEFAULT_STORAGE_PREFIX);
 }
 
 /** Marks an error that retrying cannot fix (a missing object, a denied access). */
@@ -39,12 +53,10 @@ const PERMANENT_FS_CODES = new Set(["ENOENT", "ENOTDIR", "EACCES", "EPERM", "EIS
 
 /** A local directory as a store: `MODELKIT_STORAGE_PROVIDER=local`. */
 export class LocalObjectStore implements ObjectStore {
-  readonly location: string;
   readonly #root: string;
 
-  constructor(directory: string, prefix: string) {
-    this.#root = join(directory, ...prefix.split("/").filter(Boolean));
-    this.location = this.#root;
+  constructor(root: string) {
+    this.#root = root;
   }
 
   #path(key: string): string {

@@ -22,7 +22,6 @@ const PERMANENT_STATUSES = new Set([400, 401, 403, 404, 405, 409, 411, 412, 413,
  * `@aws-sdk/client-s3` and its own credential chain.
  */
 export class S3ObjectStore implements ObjectStore {
-  readonly location: string;
   readonly #client: S3Client;
   readonly #bucket: string;
   readonly #prefix: string;
@@ -30,7 +29,6 @@ export class S3ObjectStore implements ObjectStore {
   constructor(settings: S3Settings, prefix: string) {
     this.#bucket = settings.bucket;
     this.#prefix = prefix.split("/").filter(Boolean).join("/");
-    this.location = `s3://${this.#bucket}/${this.#prefix}`;
     const config: S3ClientConfig = {
       // The library retries every call itself, with one policy for calls and body streams.
       maxAttempts: 1,

@@ -5,9 +5,10 @@ import { basename, join, relative, sep } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { ModelkitError } from "../errors.js";
-import { isPermanent, type ObjectStore } from "./objects.js";
+import { isPermanent, type ObjectStore, openObjectStore, storeLocation } from "./objects.js";
 import { type TransferListener, TransferReporter } from "./progress.js";
 import { type RetryPolicy, withRetries } from "./retry.js";
+import type { StorageSettings } from "./settings.js";
 import { compareVersions, formatAssetSpec, isFullVersion } from "./spec.js";
 
 /** One file of a published version. */
@@ -46,22 +47,27 @@ class ChecksumMismatch extends Error {}
  * whose metadata won.
  */
 export class AssetStore {
-  readonly #objects: ObjectStore;
+  /** Where the store is, for messages. */
+  readonly location: string;
+  readonly #storage: StorageSettings;
   readonly #policy: RetryPolicy;
+  #objects: Promise<ObjectStore> | undefined;
 
-  constructor(objects: ObjectStore, policy: RetryPolicy) {
-    this.#objects = objects;
+  constructor(storage: StorageSettings, policy: RetryPolicy) {
+    this.#storage = storage;
+    this.location = storeLocation(storage);
     this.#policy = policy;
   }
 
-  get location(): string {
-    return this.#objects.location;
+  #open(): Promise<ObjectStore> {
+    this.#objects ??= openObjectStore(this.#storage);
+    return this.#objects;
   }
 
   /** The published versions of `name`, oldest first. */
   async versions(name: string): Promise<string[]> {
     const prefix = `.meta/${name}/`;
-    const keys = await this.#call(`list ${name}`, () => this.#objects.list(prefix));
+    const keys = await this.#call(`list ${name}`, async () => (await this.#open()).list(prefix));
     return keys
       .map((key) => key.slice(prefix.length))
       .filter((rest) => !rest.includes("/") && rest.endsWith(".json"))
@@ -72,7 +78,7 @@ export class AssetStore {
 
   /** Every asset name that has a published version. */
   async names(): Promise<string[]> {
-    const keys = await this.#call("list assets", () => this.#objects.list(".meta/"));
+    const keys = await this.#call("list assets", async () => (await this.#open()).list(".meta/"));
     const names = keys
       .filter((key) => key.endsWith(".json"))
       .map((key) => key.slice(".meta/".length, key.lastIndexOf("/")));
@@ -81,8 +87,8 @@ export class AssetStore {
 
   /** The metadata of `name:version`, or undefined when it was never published. */
   async metadata(name: string, version: string): Promise<AssetVersion | undefined> {
-    const text = await this.#call(`read ${formatAssetSpec(name, version)}`, () =>
-      this.#objects.readText(metaKey(name, version)),
+    const text = await this.#call(`read ${formatAssetSpec(name, version)}`, async () =>
+      (await this.#open()).readText(metaKey(name, version)),
     );
     return text === undefined ? undefined : (JSON.parse(text) as AssetVersion);
   }
@@ -112,7 +118,7 @@ export class AssetStore {
       });
       await this.#call(
         `upload ${file.path} of ${spec}`,
-        () => this.#objects.upload(file.key, absolute, reporter.add),
+        async () => (await this.#open()).upload(file.key, absolute, reporter.add),
         () => reporter.restart(),
       );
       reporter.done();
@@ -125,8 +131,11 @@ export class AssetStore {
       size: files.reduce((sum, file) => sum + file.size, 0),
       pushedAt: new Date().toISOString(),
     };
-    const written = await this.#call(`write the metadata of ${spec}`, () =>
-      this.#objects.writeIfAbsent(metaKey(name, version), `${JSON.stringify(metadata, null, 2)}\n`),
+    const written = await this.#call(`write the metadata of ${spec}`, async () =>
+      (await this.#open()).writeIfAbsent(
+        metaKey(name, version),
+        `${JSON.stringify(metadata, null, 2)}\n`,
+      ),
     );
     if (!written) throw exists(spec, this.location);
     return metadata;
@@ -164,7 +173,7 @@ export class AssetStore {
               callback(null, chunk);
             },
           });
-          const body = await this.#objects.read(file.key);
+          const body = await (await this.#open()).read(file.key);
           await pipeline(body, verify, createWriteStream(destination));
           const sha256 = hash.digest("hex");
           if (size !== file.size || sha256 !== file.sha256) {

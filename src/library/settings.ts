@@ -175,6 +175,15 @@ export function resolveAssetsSettings(
     if (storage !== undefined) settings.storage = storage;
   }
   settings.overrides ??= assetOverridesFromEnv(env);
+  const numbers = [
+    ["retries", "MODELKIT_ASSETS_RETRIES"],
+    ["retryDelayMs", "MODELKIT_ASSETS_RETRY_DELAY_MS"],
+    ["lockTimeoutMs", "MODELKIT_ASSETS_LOCK_TIMEOUT_MS"],
+  ] as const;
+  for (const [key, variable] of numbers) {
+    const value = settings[key] === undefined ? envNumber(variable, env[variable]) : undefined;
+    if (value !== undefined) settings[key] = value;
+  }
   return withDefaults(settings, defaultAssetsDir(env.XDG_CACHE_HOME));
 }
 
