@@ -84,6 +84,30 @@ export class AssetsManager {
     return pinning;
   }
 
+  /**
+   * Pins the asset of each model (model name -> spec). Every spec is checked first, so that a
+   * bad one fails the load before any store call; the answer holds each model's outcome.
+   */
+  async pinAll(
+    specs: ReadonlyMap<string, string>,
+  ): Promise<Map<string, PromiseSettledResult<string>>> {
+    const results = new Map<string, PromiseSettledResult<string>>();
+    for (const [model, spec] of specs) {
+      try {
+        parseAssetSpec(spec, model);
+      } catch (reason) {
+        results.set(model, { status: "rejected", reason });
+      }
+    }
+    if (results.size > 0) return results;
+    const models = [...specs.keys()];
+    const settled = await Promise.allSettled(
+      models.map((model) => this.pin(specs.get(model) as string, model)),
+    );
+    for (const [index, result] of settled.entries()) results.set(models[index] as string, result);
+    return results;
+  }
+
   async #pin(parsed: AssetSpec, spec: string, modelName: string | undefined): Promise<string> {
     if (parsed.kind === "local") return localPath(parsed.path, spec, modelName);
     const { name, subPath } = parsed;
@@ -105,7 +129,9 @@ export class AssetsManager {
       const where = this.#store
         ? `in ${this.#store.location}`
         : `in the assets cache ${this.cache.dir}, and no store is configured (MODELKIT_STORAGE_PROVIDER)`;
-      const have = versions.length ? `versions: ${versions.join(", ")}` : "no versions";
+      const have = versions.length
+        ? `versions: ${versions.join(", ")}`
+        : `no versions${name.includes("/") ? "; a sub path comes after the version: name:version/sub/path" : ""}`;
       throw new ModelkitError(
         "ERR_ASSET_NOT_FOUND",
         `${prefixed(modelName)}asset ${formatAssetSpec(name, wanted)} is not ${where} (${have})`,

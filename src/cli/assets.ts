@@ -75,9 +75,9 @@ export async function assetsCommand(args: readonly string[], env: NodeJS.Process
         );
       }
       case "list":
-        return list(assets, rest, values.json === true, out);
+        return await list(assets, rest, values.json === true, out);
       case "fetch":
-        return fetchCommand(assets, rest, values, env, out);
+        return await fetchCommand(assets, rest, values, env, out);
       default:
         throw new UsageError(`unknown assets command "${command}"`);
     }
@@ -151,7 +151,7 @@ function describe(version: AssetVersion): string {
 }
 
 function bytes(count: number): string {
-  if (count < 1024) return `${count} B`;
+  if (count < 1024) return `${Math.round(count)} B`;
   const units = ["KB", "MB", "GB", "TB"];
   let value = count / 1024;
   let unit = 0;

@@ -166,21 +166,17 @@ export class ModelLibrary {
     if (names.length === 0) return;
     const assets = new AssetsManager(this.#options.settings.assets);
     this.#assets = assets;
-    const results = await Promise.allSettled(
-      names.map((name) => assets.pin(this.#assetOf(name), name)),
+    const specs = names.map(
+      (name) => [name, this.#configurations.get(name)?.asset as string] as const,
     );
-    for (const [index, result] of results.entries()) {
-      const name = names[index] as string;
+    const results = await assets.pinAll(new Map(specs));
+    for (const [name, result] of results) {
       if (result.status === "rejected") this.#errors.set(name, result.reason);
       else
         this.#configurations.set(name, { ...this.#configurations.get(name), asset: result.value });
     }
-    const failed = results.find((result) => result.status === "rejected");
+    const failed = [...results.values()].find((result) => result.status === "rejected");
     if (failed) throw failed.reason;
-  }
-
-  #assetOf(name: string): string {
-    return this.#configurations.get(name)?.asset as string;
   }
 
   #build(name: string): Promise<AnyModel> {
@@ -195,8 +191,11 @@ export class ModelLibrary {
   async #buildOnce(name: string): Promise<AnyModel> {
     try {
       // Downloaded alongside the dependencies' own loads; awaited after them.
+      const asset = this.#configurations.get(name)?.asset;
       const assetPath =
-        this.#assets?.fetch(this.#assetOf(name), name) ?? Promise.resolve(undefined);
+        asset === undefined
+          ? Promise.resolve(undefined)
+          : (this.#assets as AssetsManager).fetch(asset, name);
       assetPath.catch(() => {});
       const dependencies = new Map<string, unknown>();
       for (const [alias, dependency] of this.#dependencies(name)) {
