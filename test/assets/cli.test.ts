@@ -105,4 +105,10 @@ t.test("mistakes: usage errors and bad specs", async (t) => {
   const missing = await assets("update", join(dir, "absent.bin"), "tests/text");
   t.match(missing.stderr, /ERR_ASSET_NOT_FOUND: nothing to push: .*absent\.bin does not exist/);
   t.match((await assets("--help")).stdout, /^Usage: modelkit-ts assets <command>/);
+  env.MODELKIT_STORAGE_PROVIDER = "gcs";
+  const provider = await assets("list");
+  t.match(
+    provider.stderr,
+    /ERR_INVALID_SETTINGS: MODELKIT_STORAGE_PROVIDER must be local or s3, got "gcs"/,
+  );
 });
