@@ -147,7 +147,7 @@ printf 'Hello from the store' >"$tmp/greeting.txt"
 env "${s3_env[@]}" MODELKIT_ASSETS_DIR="$tmp/host-cache" \
   node dist/src/cli/main.js assets new "$tmp/greeting.txt" tests/greeting >"$tmp/publish.log" 2>&1 ||
   fail "assets new publishes to the store" "$(cat "$tmp/publish.log")"
-pass "s3rver on port $s3_port; $(head -1 "$tmp/publish.log")"
+pass "s3rver on port $s3_port; $(grep '^published' "$tmp/publish.log")"
 printf '[default]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n' >"$tmp/aws-credentials"
 prefetch_args=(--secret "id=aws_credentials,src=$tmp/aws-credentials")
 for pair in "${s3_env[@]:0:5}"; do prefetch_args+=(--build-arg "$pair"); done
