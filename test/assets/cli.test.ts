@@ -18,9 +18,11 @@ const env = {
   MODELKIT_STORAGE_BUCKET: join(dir, "store"),
 };
 
-async function assets(...args: string[]) {
+const assets = (...args: string[]) => assetsWith({}, ...args);
+
+async function assetsWith(extra: Record<string, string>, ...args: string[]) {
   const child = spawn(process.execPath, [MAIN, "assets", ...args], {
-    env,
+    env: { ...env, ...extra },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
@@ -52,34 +54,34 @@ t.test("new, update, publish, list, fetch", async (t) => {
     (await assets("update", file, "tests/text", "--bump-major")).stdout,
     /published tests\/text:1\.0/,
   );
-  t.match((await assets("publish", file, "tests/text")).stdout, /^unchanged: tests\/text:1\.0/);
   writeFileSync(join(dir, "other.txt"), "other");
-  t.match(
-    (await assets("publish", join(dir, "other.txt"), "tests/other")).stdout,
-    /tests\/other:0\.0/,
-  );
+  // Independent commands run side by side: each is a process of its own.
+  const [unchanged, other] = await Promise.all([
+    assets("publish", file, "tests/text"),
+    assets("publish", join(dir, "other.txt"), "tests/other"),
+  ]);
+  t.match(unchanged.stdout, /^unchanged: tests\/text:1\.0/);
+  t.match(other.stdout, /published tests\/other:0\.0/);
 
-  const listed = await assets("list", "tests/text:0");
+  const [listed, listedJson, refused, fetched] = await Promise.all([
+    assets("list", "tests/text:0"),
+    assets("list", "--json"),
+    assets("new", file, "tests/text"),
+    // Pre-fetch every asset of the configured models, as an image build does.
+    assets("fetch", "-m", MODELS, "-r", "asset_parent"),
+  ]);
   t.equal(listed.code, 0);
   t.match(
     listed.stdout,
     /^tests\/text:0\.0\t\S+\t1 file\t5 B\ntests\/text:0\.1\t\S+\t1 file\t6 B\n$/,
   );
-  const json = JSON.parse((await assets("list", "--json")).stdout) as {
-    name: string;
-    version: string;
-  }[];
+  const json = JSON.parse(listedJson.stdout) as { name: string; version: string }[];
   t.same(
     json.map((v) => `${v.name}:${v.version}`),
     ["tests/other:0.0", "tests/text:0.0", "tests/text:0.1", "tests/text:1.0"],
   );
-
-  const refused = await assets("new", file, "tests/text");
   t.equal(refused.code, 1);
   t.match(refused.stderr, /ERR_ASSET_EXISTS: tests\/text already has versions/);
-
-  // Pre-fetch every asset of the configured models, as an image build does.
-  const fetched = await assets("fetch", "-m", MODELS, "-r", "asset_parent");
   t.equal(fetched.code, 0, fetched.stderr);
   const lines = fetched.stdout.trim().split("\n").sort();
   t.match(lines, [
@@ -92,21 +94,24 @@ t.test("new, update, publish, list, fetch", async (t) => {
   t.equal(again.stderr, "", "cached: nothing downloaded");
 });
 
-t.test("mistakes: usage errors and bad specs", async (t) => {
-  const usage = await assets("new", "only-a-path");
+t.test("mistakes: usage errors, bad specs, bad settings", async (t) => {
+  const [usage, unknown, versioned, bad, missing, help, provider] = await Promise.all([
+    assets("new", "only-a-path"),
+    assets("frobnicate"),
+    assets("new", join(dir, "text.txt"), "tests/new:1.0"),
+    assets("fetch", "tests/text:v1"),
+    assets("update", join(dir, "absent.bin"), "tests/text"),
+    assets("--help"),
+    assetsWith({ MODELKIT_STORAGE_PROVIDER: "gcs" }, "list"),
+  ]);
   t.equal(usage.code, 2);
   t.match(usage.stderr, /assets new takes PATH SPEC, got 1 arguments\n\nUsage: modelkit-ts assets/);
-  t.equal((await assets("frobnicate")).code, 2);
-  const versioned = await assets("new", join(dir, "text.txt"), "tests/new:1.0");
+  t.equal(unknown.code, 2);
   t.equal(versioned.code, 1);
   t.match(versioned.stderr, /ERR_ASSET_SPEC: a new asset is named without a version/);
-  const bad = await assets("fetch", "tests/text:v1");
   t.match(bad.stderr, /ERR_ASSET_SPEC: invalid asset "tests\/text:v1": "v1" is not a version/);
-  const missing = await assets("update", join(dir, "absent.bin"), "tests/text");
   t.match(missing.stderr, /ERR_ASSET_NOT_FOUND: nothing to push: .*absent\.bin does not exist/);
-  t.match((await assets("--help")).stdout, /^Usage: modelkit-ts assets <command>/);
-  env.MODELKIT_STORAGE_PROVIDER = "gcs";
-  const provider = await assets("list");
+  t.match(help.stdout, /^Usage: modelkit-ts assets <command>/);
   t.match(
     provider.stderr,
     /ERR_INVALID_SETTINGS: MODELKIT_STORAGE_PROVIDER must be local or s3, got "gcs"/,

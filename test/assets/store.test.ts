@@ -89,7 +89,7 @@ for (const [backend, makeStorage] of BACKENDS) {
       await t.rejects(assets.fetch("models/nothing", "reader"), {
         code: "ERR_ASSET_NOT_FOUND",
         modelName: "reader",
-        message: /reader: asset models\/nothing is not in .* \(no versions\)/,
+        message: /reader: asset models\/nothing is not in .* \(no versions; a sub path comes after/,
       });
       await t.rejects(assets.fetch("models/spam:3"), {
         code: "ERR_ASSET_NOT_FOUND",
