@@ -90,7 +90,7 @@ export class AssetStore {
     const text = await this.#call(`read ${formatAssetSpec(name, version)}`, async () =>
       (await this.#open()).readText(metaKey(name, version)),
     );
-    return text === undefined ? undefined : (JSON.parse(text) as AssetVersion);
+    return text === undefined ? undefined : checkedMetadata(text, name, version, this.location);
   }
 
   /** Publishes the file or directory at `path` as `name:version`; refused when it exists. */
@@ -215,6 +215,52 @@ export class AssetStore {
       throw storeError(what, this.location, error);
     }
   }
+}
+
+const SAFE_PATH = /^(?!.*(?:^|\/)\.{1,2}(?:\/|$))[^\\/\0][^\\\0]*$/;
+
+/**
+ * The metadata as published, checked before anything is written from it: it must be the
+ * version asked for, and each file path must stay inside the version's directory.
+ */
+function checkedMetadata(
+  text: string,
+  name: string,
+  version: string,
+  location: string,
+): AssetVersion {
+  let metadata: AssetVersion | undefined;
+  try {
+    metadata = JSON.parse(text) as AssetVersion;
+  } catch {
+    metadata = undefined;
+  }
+  const files = metadata?.files;
+  const valid =
+    metadata?.name === name &&
+    metadata.version === version &&
+    (metadata.kind === "file" || metadata.kind === "directory") &&
+    Array.isArray(files) &&
+    files.length > 0 &&
+    (metadata.kind === "directory" || files.length === 1) &&
+    files.every(
+      (file) =>
+        typeof file.path === "string" &&
+        SAFE_PATH.test(file.path) &&
+        !file.path.endsWith("/") &&
+        !file.path.includes("//") &&
+        typeof file.key === "string" &&
+        Number.isSafeInteger(file.size) &&
+        file.size >= 0 &&
+        /^[0-9a-f]{64}$/.test(file.sha256),
+    );
+  if (!valid) {
+    throw new ModelkitError(
+      "ERR_ASSET_CORRUPT",
+      `${formatAssetSpec(name, version)}: its metadata in ${location} is not valid (${metaKey(name, version)})`,
+    );
+  }
+  return metadata as AssetVersion;
 }
 
 function metaKey(name: string, version: string): string {

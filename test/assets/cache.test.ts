@@ -280,3 +280,27 @@ t.test("overrides: MODELKIT_<NAME>_FILE and MODELKIT_<NAME>_VERSION", async (t) 
     message: /^spam: /,
   });
 });
+
+t.test("metadata that names paths outside the version is refused", async (t) => {
+  const dir = scratch(t);
+  const store = join(dir, "store");
+  const cache = join(dir, "cache");
+  writeFileSync(join(dir, "w.bin"), "weights");
+  const assets = new AssetsManager({ dir: cache, storage: { provider: "local", bucket: store } });
+  const version = await assets.push(join(dir, "w.bin"), "models/evil");
+  const metaFile = join(store, "modelkit-assets", ".meta", "models", "evil", "0.0.json");
+  const tampered = { ...version, files: [{ ...version.files[0], path: "../../../escaped.bin" }] };
+  rmSync(metaFile);
+  writeFileSync(metaFile, JSON.stringify(tampered));
+  await t.rejects(
+    new AssetsManager({ dir: cache, storage: { provider: "local", bucket: store } }).fetch(
+      "models/evil:0.0",
+    ),
+    {
+      code: "ERR_ASSET_CORRUPT",
+      message: /its metadata in .* is not valid/,
+    },
+  );
+  t.notOk(existsSync(join(dir, "escaped.bin")));
+  t.notOk(existsSync(join(cache, "escaped.bin")));
+});
