@@ -45,6 +45,29 @@ RUN --mount=type=secret,id=npm_ca \
 COPY --from=build /app/dist/src ./dist/src
 COPY --from=build /app/dist/examples ./dist/examples
 COPY examples ./examples
+# Model assets (docs/assets.md) are cached in /app/assets, in one of two ways:
+#  - pre-fetched here, when the build is given a store (the build arguments below, credentials
+#    as the `aws_credentials` secret: an AWS shared credentials file); the container then runs
+#    with a read-only root file system and no store at all;
+#  - or fetched at start into a volume mounted on /app/assets, which replicas share: set
+#    MODELKIT_STORAGE_* when running instead.
+# Only the directory itself belongs to `node`, so that a volume mounted there is writable; what
+# the build fetched stays root's.
+ENV MODELKIT_ASSETS_DIR=/app/assets
+# The store, and which assets to fetch: specs (MODELKIT_PREFETCH_ASSETS), or else every asset
+# of the models MODELKIT_MODELS names (else the examples').
+ARG MODELKIT_STORAGE_PROVIDER=""
+ARG MODELKIT_STORAGE_BUCKET=""
+ARG MODELKIT_STORAGE_PREFIX=""
+ARG MODELKIT_STORAGE_ENDPOINT=""
+ARG MODELKIT_STORAGE_REGION=""
+ARG MODELKIT_PREFETCH_ASSETS=""
+ARG MODELKIT_MODELS=""
+RUN --mount=type=secret,id=aws_credentials,target=/root/.aws/credentials \
+    if [ -n "$MODELKIT_STORAGE_PROVIDER" ]; then \
+      node dist/src/cli/main.js assets fetch $MODELKIT_PREFETCH_ASSETS; \
+    fi && \
+    mkdir -p /app/assets && chown node:node /app/assets
 USER node
 EXPOSE 8000
 # Liveness only: /livez answers while the event loop runs, also while models are still loading,

@@ -19,6 +19,12 @@ export const ERROR_CODES = {
   ERR_INVALID_SETTINGS: { status: 500, title: "Invalid library settings" },
   ERR_OVERLOADED: { status: 503, title: "Model overloaded" },
   ERR_CLOSE_TIMEOUT: { status: 500, title: "Model did not close in time" },
+  ERR_ASSET_SPEC: { status: 500, title: "Invalid asset spec" },
+  ERR_ASSET_NOT_FOUND: { status: 500, title: "Asset not found" },
+  ERR_ASSET_EXISTS: { status: 500, title: "Asset version already published" },
+  ERR_ASSET_CORRUPT: { status: 500, title: "Asset failed its checksum" },
+  ERR_ASSET_STORE: { status: 503, title: "Asset store unavailable" },
+  ERR_ASSET_CACHE: { status: 500, title: "Asset cache unusable" },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,7 +1,19 @@
 /**
  * modelkit-ts: the curated public entry. What is exported here is the contract.
  */
-
+export {
+  AssetsManager,
+  type AssetsManagerOptions,
+  type PublishResult,
+} from "./assets/manager.js";
+export type { TransferEvent, TransferListener } from "./assets/progress.js";
+export type {
+  AssetOverride,
+  AssetsSettings,
+  StorageSettings,
+} from "./assets/settings.js";
+export { type AssetSpec, parseAssetSpec } from "./assets/spec.js";
+export type { AssetFile, AssetVersion } from "./assets/store.js";
 export type {
   CacheStats,
   CacheStatsSnapshot,

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { createRequire } from "node:module";
+import { ASSETS_USAGE, assetsCommand } from "./assets.js";
 import { BENCH_USAGE, benchCommand } from "./bench.js";
 import { serveCluster } from "./cluster.js";
 import { DESCRIBE_USAGE, describeCommand } from "./describe.js";
@@ -15,6 +16,7 @@ Commands:
   describe   show the models as a dependency tree (--json, --mermaid)
   openapi    print the OpenAPI document of the models (YAML or JSON)
   bench      time a model's predict and predictBatch in-process (throughput, p50/p95/p99)
+  assets     publish model assets (new, update, publish, list) and fetch them into the cache
 
 Run \`modelkit-ts <command> --help\` for a command's options.
 `;
@@ -36,6 +38,7 @@ const COMMANDS: Record<string, { usage: string; run: (args: string[]) => Promise
   describe: { usage: DESCRIBE_USAGE, run: (args) => describeCommand(args, process.env) },
   openapi: { usage: OPENAPI_USAGE, run: (args) => openapiCommand(args, process.env) },
   bench: { usage: BENCH_USAGE, run: (args) => benchCommand(args, process.env) },
+  assets: { usage: ASSETS_USAGE, run: (args) => assetsCommand(args, process.env) },
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -1,7 +1,8 @@
+import { AssetsManager, pinnedAssetsSettings } from "../assets/manager.js";
 import { createPredictionCache, type PredictionCache } from "../cache/prediction-cache.js";
 import { didYouMean, hasErrorCode, ModelkitError } from "../errors.js";
 import { type BaseModel, describeModel, pipelineSpecOf } from "../model/base.js";
-import { type MaybePromise, settle } from "../model/maybe.js";
+import { type MaybePromise, settle, then } from "../model/maybe.js";
 import { Pipeline, type PipelineSpec } from "../model/pipeline.js";
 import type {
   ModelConfiguration,
@@ -98,6 +99,8 @@ export class ModelLibrary {
   #bridge: SynckitBridge | undefined;
   /** Shared by the models with `cachePredictions: true`; none when no served model has it. */
   #cache: PredictionCache | undefined;
+  /** Fetches the models' assets; made when a served model has one. */
+  #assets: AssetsManager | undefined;
   #state: LibraryState = "unloaded";
   #loading: Promise<void> | undefined;
   /** This library's own async path, as dependencies hosted elsewhere are called. */
@@ -144,6 +147,7 @@ export class ModelLibrary {
       for (const name of this.#order) {
         checkConfiguration(name, this.#configurations.get(name) ?? {});
       }
+      await this.#pinAssets();
       const caching = this.#order.some(
         (name) => this.#configurations.get(name)?.modelSettings?.cachePredictions === true,
       );
@@ -239,6 +243,30 @@ export class ModelLibrary {
     });
   }
 
+  /**
+   * Checks every served model's asset spec, then pins each to one version (or local path), so
+   * that this library and the threads it starts (which copy the configurations) use the same
+   * files. Downloads happen as each model is built.
+   */
+  async #pinAssets(): Promise<void> {
+    const names = this.#order.filter((name) => this.#configurations.get(name)?.asset);
+    if (names.length === 0) return;
+    const assets = new AssetsManager(this.#options.settings.assets);
+    this.#assets = assets;
+    const specs = names.map(
+      (name) => [name, this.#configurations.get(name)?.asset as string] as const,
+    );
+    const results = await assets.pinAll(new Map(specs));
+    for (const [name, result] of results) {
+      if (result.status === "rejected") this.#errors.set(name, result.reason);
+      else {
+        this.#configurations.set(name, { ...this.#configurations.get(name), asset: result.value });
+      }
+    }
+    const failed = [...results.values()].find((result) => result.status === "rejected");
+    if (failed) throw failed.reason;
+  }
+
   #kind(name: string): ModelKind {
     return (
       this.#runtime.elsewhere?.[name]?.kind ?? (this.#registry.get(name)?.cls.kind as ModelKind)
@@ -290,6 +318,10 @@ export class ModelLibrary {
   #buildOnce(name: string): MaybePromise<AnyModel> {
     const entries = [...this.#dependencies(name)];
     const dependencies = new Map<string, unknown>();
+    // An asset already in the cache is there at once; one to download comes alongside the
+    // dependencies' own loads, and is awaited after them.
+    const assetPath = this.#assetPath(name);
+    if (assetPath instanceof Promise) assetPath.catch(() => {});
     const from = (start: number): MaybePromise<AnyModel> => {
       for (let i = start; i < entries.length; i++) {
         const [alias, dependency] = entries[i] as [string, string];
@@ -302,16 +334,26 @@ export class ModelLibrary {
         }
         dependencies.set(alias, resolved);
       }
-      const model = this.#construct(name, dependencies);
-      const loading = model.load();
-      if (model.state === "loaded") return this.#register(name, model);
-      if (model.state === "failed") {
-        loading.catch(() => {}); // thrown here instead
-        throw model.loadError;
-      }
-      return loading.then(() => this.#register(name, model));
+      return then(assetPath, (path) => {
+        const model = this.#construct(name, dependencies, path);
+        const loading = model.load();
+        if (model.state === "loaded") return this.#register(name, model);
+        if (model.state === "failed") {
+          loading.catch(() => {}); // thrown here instead
+          throw model.loadError;
+        }
+        return loading.then(() => this.#register(name, model));
+      });
     };
     return from(0);
+  }
+
+  /** The local path of `name`'s asset: now when it is cached, once fetched otherwise. */
+  #assetPath(name: string): MaybePromise<string | undefined> {
+    const asset = this.#configurations.get(name)?.asset;
+    if (asset === undefined) return undefined;
+    const assets = this.#assets as AssetsManager;
+    return assets.cachedPath(asset) ?? assets.fetch(asset, name);
   }
 
   #register(name: string, model: AnyModel): AnyModel {
@@ -405,12 +447,16 @@ export class ModelLibrary {
     );
   }
 
-  /** The settings of a thread's library: models are served there directly, never cached. */
+  /**
+   * The settings of a thread's library: models are served there directly, never cached, with
+   * the assets pinned here.
+   */
   #threadSettings(): LibrarySettings {
-    const { timeoutMs } = this.#options.settings;
+    const { timeoutMs, assets } = this.#options.settings;
     return {
       lazyLoading: false,
       cache: { provider: "none" },
+      assets: pinnedAssetsSettings(assets),
       ...(timeoutMs === undefined ? {} : { timeoutMs }),
     };
   }
@@ -480,7 +526,11 @@ export class ModelLibrary {
     return dependencyAliases(this.#configurations.get(name) ?? {});
   }
 
-  #construct(name: string, dependencies: Map<string, unknown>): AnyModel {
+  #construct(
+    name: string,
+    dependencies: Map<string, unknown>,
+    assetPath: string | undefined,
+  ): AnyModel {
     const registration = this.#registry.get(name) as Registration;
     const configuration = this.#configurations.get(name) ?? {};
     const cache =
@@ -493,6 +543,7 @@ export class ModelLibrary {
       modelSettings: configuration.modelSettings ?? {},
       modelDependencies: dependencies,
       ...(cache === undefined ? {} : { cache }),
+      ...(assetPath === undefined ? {} : { assetPath }),
     });
   }
 

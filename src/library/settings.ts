@@ -1,3 +1,11 @@
+import {
+  type AssetOverride,
+  type AssetsSettings,
+  defaultAssetsDir,
+  type ResolvedAssetsSettings,
+  type StorageSettings,
+  withDefaults,
+} from "../assets/settings.js";
 import { ModelkitError } from "../errors.js";
 import type { ModelConfiguration } from "../model/types.js";
 import type { ModelSource } from "./registry.js";
@@ -53,6 +61,8 @@ export interface LibrarySettings {
    * client gone) before the thread is ended and replaced. Default 10 s.
    */
   cancelGraceMs?: number;
+  /** Where models' assets come from and are cached; docs/assets.md. */
+  assets?: AssetsSettings;
 }
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -159,6 +169,77 @@ function cacheFromEnv(env: NodeJS.ProcessEnv): CacheSettings | undefined {
   );
 }
 
+function storageFromEnv(env: NodeJS.ProcessEnv): StorageSettings | undefined {
+  const provider = env.MODELKIT_STORAGE_PROVIDER;
+  if (provider === undefined || provider === "") return undefined;
+  if (provider !== "local" && provider !== "s3") {
+    throw new ModelkitError(
+      "ERR_INVALID_SETTINGS",
+      `MODELKIT_STORAGE_PROVIDER must be local or s3, got "${provider}"`,
+    );
+  }
+  const bucket = env.MODELKIT_STORAGE_BUCKET;
+  if (!bucket) {
+    throw new ModelkitError(
+      "ERR_INVALID_SETTINGS",
+      `MODELKIT_STORAGE_BUCKET must name the ${provider === "local" ? "store's directory" : "bucket"} (MODELKIT_STORAGE_PROVIDER=${provider})`,
+    );
+  }
+  const storage: StorageSettings = { provider, bucket };
+  if (env.MODELKIT_STORAGE_PREFIX) storage.prefix = env.MODELKIT_STORAGE_PREFIX;
+  if (storage.provider === "s3") {
+    if (env.MODELKIT_STORAGE_ENDPOINT) storage.endpoint = env.MODELKIT_STORAGE_ENDPOINT;
+    if (env.MODELKIT_STORAGE_REGION) storage.region = env.MODELKIT_STORAGE_REGION;
+    const pathStyle = envFlag(
+      "MODELKIT_STORAGE_FORCE_PATH_STYLE",
+      env.MODELKIT_STORAGE_FORCE_PATH_STYLE,
+    );
+    if (pathStyle !== undefined) storage.forcePathStyle = pathStyle;
+  }
+  return storage;
+}
+
+/** `MODELKIT_<NAME>_FILE` and `MODELKIT_<NAME>_VERSION`, by NAME. */
+function assetOverridesFromEnv(env: NodeJS.ProcessEnv): Record<string, AssetOverride> {
+  const overrides: Record<string, AssetOverride> = {};
+  for (const [key, value] of Object.entries(env)) {
+    const match = /^MODELKIT_(.+)_(FILE|VERSION)$/.exec(key);
+    if (match === null || !value) continue;
+    const name = match[1] as string;
+    overrides[name] ??= {};
+    if (match[2] === "FILE") (overrides[name] as AssetOverride).file = value;
+    else (overrides[name] as AssetOverride).version = value;
+  }
+  return overrides;
+}
+
+/**
+ * The assets settings in force: each explicit field, else its environment variable, else its
+ * default. Explicit `overrides` replace the environment's `MODELKIT_<NAME>_FILE` / `_VERSION`.
+ */
+export function resolveAssetsSettings(
+  explicit: AssetsSettings,
+  env: NodeJS.ProcessEnv = process.env,
+): ResolvedAssetsSettings {
+  const settings: AssetsSettings = { ...explicit };
+  if (settings.dir === undefined && env.MODELKIT_ASSETS_DIR) settings.dir = env.MODELKIT_ASSETS_DIR;
+  if (settings.storage === undefined) {
+    const storage = storageFromEnv(env);
+    if (storage !== undefined) settings.storage = storage;
+  }
+  settings.overrides ??= assetOverridesFromEnv(env);
+  const numbers = [
+    ["retries", "MODELKIT_ASSETS_RETRIES"],
+    ["retryDelayMs", "MODELKIT_ASSETS_RETRY_DELAY_MS"],
+    ["lockTimeoutMs", "MODELKIT_ASSETS_LOCK_TIMEOUT_MS"],
+  ] as const;
+  for (const [key, variable] of numbers) {
+    const value = settings[key] === undefined ? envNumber(variable, env[variable]) : undefined;
+    if (value !== undefined) settings[key] = value;
+  }
+  return withDefaults(settings, defaultAssetsDir(env.XDG_CACHE_HOME));
+}
+
 export function resolveOptions(
   options: ModelLibraryOptions,
   env: NodeJS.ProcessEnv = process.env,
@@ -200,6 +281,7 @@ export function resolveOptions(
     const grace = envNumber("MODELKIT_CANCEL_GRACE_MS", env.MODELKIT_CANCEL_GRACE_MS);
     if (grace !== undefined) settings.cancelGraceMs = grace;
   }
+  settings.assets = resolveAssetsSettings(settings.assets ?? {}, env);
   return {
     models,
     requiredModels,

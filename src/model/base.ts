@@ -92,6 +92,8 @@ export abstract class BaseModel<TItem, TReturn> {
   readonly modelSettings: Record<string, unknown>;
   readonly modelDependencies: ModelDependencies;
   readonly asset: string | undefined;
+  /** Where the asset is on disk, for `_load` to read: a file, or a directory of files. */
+  readonly assetPath: string | undefined;
   /** `modelSettings.batchSize`: the default chunk size of `predictBatch` and `predictGen`. */
   readonly batchSize: number | undefined;
 
@@ -129,6 +131,7 @@ export abstract class BaseModel<TItem, TReturn> {
       dependencies instanceof Map ? dependencies : new Map(Object.entries(dependencies)),
     );
     this.asset = this.configuration.asset;
+    this.assetPath = options.assetPath;
     const batchSize = this.modelSettings.batchSize;
     this.batchSize = typeof batchSize === "number" && batchSize > 0 ? batchSize : undefined;
 

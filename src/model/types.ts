@@ -82,6 +82,8 @@ export interface ModelOptions {
    * A sync model's own calls use it only when it answers synchronously (memory).
    */
   cache?: PredictionCache;
+  /** The local path of the configuration's asset (the library fetches it before it builds). */
+  assetPath?: string;
 }
 
 /** What `describe()` and the server's `/models` show. */

@@ -7,7 +7,11 @@
 #     a prediction over HTTP works;
 #   - a user's model mounted into the container is served (MODELKIT_MODELS), and on SIGTERM a
 #     request in flight still completes with 200, /readyz turns 503 at once, and the container
-#     exits 0 within the drain delay plus the grace period.
+#     exits 0 within the drain delay plus the grace period;
+#   - a model whose asset comes from an S3-compatible store (s3rver, started here on the host) is
+#     served both ways docs/deployment.md shows: the asset pre-fetched into the image at build
+#     and the container run read-only with no store, and fetched at start by two replicas into
+#     a volume they share.
 # It removes the containers and the image it created; the base image stays cached.
 #
 # Needs root (podman, and apt-get to install podman, runc, debootstrap and curl when missing).
@@ -61,6 +65,7 @@ cleanup() {
   if [[ -z "${MODELKIT_KEEP_IMAGE:-}${MODELKIT_TEST_IMAGE:-}" ]]; then
     podman rmi --force "$image" >/dev/null 2>&1
   fi
+  if [[ -n "${s3rver_pid:-}" ]]; then kill "$s3rver_pid" 2>/dev/null; fi
   rm -rf "$tmp"
   if ((status == 0)); then
     printf '# container test passed in %ss\n' "$(($(date +%s) - started_at))"
@@ -121,6 +126,32 @@ printf '# modelkit-ts container test (podman %s)\n' "$(podman --version 2>/dev/n
 
 # ---------------------------------------------------------------------------------------------
 ensure_tools
+
+# An S3-compatible store on the host for the model assets part (the containers share the host's
+# network), with one asset published by the CLI, as a training job would.
+[[ -f dist/test/helpers/s3rver-main.js && -f dist/src/cli/main.js ]] || npm run build >/dev/null
+mkdir -p "$tmp/s3rver"
+node dist/test/helpers/s3rver-main.js "$tmp/s3rver" >"$tmp/s3rver.log" 2>&1 &
+s3rver_pid=$!
+deadline=$(($(date +%s) + 30))
+until s3_port="$(sed -n 's/^listening \([0-9]*\)$/\1/p' "$tmp/s3rver.log")" && [[ -n "$s3_port" ]]; do
+  (($(date +%s) < deadline)) || fail "s3rver starts" "$(cat "$tmp/s3rver.log")"
+  sleep 0.2
+done
+s3_env=(
+  MODELKIT_STORAGE_PROVIDER=s3 MODELKIT_STORAGE_BUCKET=assets MODELKIT_STORAGE_PREFIX=container
+  MODELKIT_STORAGE_ENDPOINT="http://127.0.0.1:$s3_port" MODELKIT_STORAGE_REGION=us-east-1
+  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+)
+printf 'Hello from the store' >"$tmp/greeting.txt"
+env "${s3_env[@]}" MODELKIT_ASSETS_DIR="$tmp/host-cache" \
+  node dist/src/cli/main.js assets new "$tmp/greeting.txt" tests/greeting >"$tmp/publish.log" 2>&1 ||
+  fail "assets new publishes to the store" "$(cat "$tmp/publish.log")"
+pass "s3rver on port $s3_port; $(grep '^published' "$tmp/publish.log")"
+printf '[default]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n' >"$tmp/aws-credentials"
+prefetch_args=(--secret "id=aws_credentials,src=$tmp/aws-credentials")
+for pair in "${s3_env[@]:0:5}"; do prefetch_args+=(--build-arg "$pair"); done
+prefetch_args+=(--build-arg MODELKIT_PREFETCH_ASSETS=tests/greeting:0)
 if [[ -n "${MODELKIT_TEST_IMAGE:-}" ]]; then
   podman image exists "$image" || fail "MODELKIT_TEST_IMAGE=$image exists"
   pass "testing the image $image as built (MODELKIT_TEST_IMAGE)"
@@ -131,10 +162,12 @@ else
   pass "base image $base ($((($(now_ms) - t0) / 1000))s)"
 
   t0=$(now_ms)
+  # The build pre-fetches the model asset from the store started above (see "Model assets").
   # --layers=false: no intermediate images to clean up afterwards.
   MODELKIT_NODE_IMAGE="$base" scripts/container/build-image.sh "$image" --layers=false \
-    >"$tmp/build.log" 2>&1 || fail "image builds from the Dockerfile" "$(tail -40 "$tmp/build.log")"
-  pass "image builds from the Dockerfile ($((($(now_ms) - t0) / 1000))s)"
+    "${prefetch_args[@]}" >"$tmp/build.log" 2>&1 ||
+    fail "image builds from the Dockerfile" "$(tail -40 "$tmp/build.log")"
+  pass "image builds from the Dockerfile, pre-fetching tests/greeting:0 from the store ($((($(now_ms) - t0) / 1000))s)"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -267,3 +300,61 @@ budget_ms=$((DRAIN_DELAY_MS + GRACE_PERIOD_MS))
 ((exited_ms <= budget_ms)) ||
   fail "SIGTERM: exit within drain delay + grace period" "${exited_ms}ms > ${budget_ms}ms"
 pass "SIGTERM: the container exits 0 after ${exited_ms}ms (drain ${DRAIN_DELAY_MS}ms + grace ${GRACE_PERIOD_MS}ms allowed)"
+
+# ---------------------------------------------------------------------------------------------
+# Model assets (docs/assets.md, docs/deployment.md): a model reads the file its asset names.
+cat >"$tmp/greeting.js" <<'JS'
+// Mounted into the container by test/container/run.sh: a model whose asset comes from a store.
+import { readFileSync } from "node:fs";
+import { Model } from "modelkit-ts";
+
+export class Greeting extends Model {
+  static configurations = { greeting: { asset: "tests/greeting:0" } };
+  _load() {
+    this.text = readFileSync(this.assetPath, "utf8");
+  }
+  _predict(name) {
+    return `${this.text}, ${name}`;
+  }
+}
+JS
+chmod 0644 "$tmp/greeting.js"
+greeting_mount=(--env "MODELKIT_MODELS=./models/greeting.js" --volume "$tmp/greeting.js:/app/models/greeting.js:ro")
+expected='"Hello from the store, container"'
+
+# 1. Pre-fetched at build: read-only root file system, no store configured at all.
+if [[ -n "${MODELKIT_TEST_IMAGE:-}" ]]; then
+  pass "# SKIP pre-fetched asset: MODELKIT_TEST_IMAGE was not built with the test store"
+else
+  port="$(free_port)"
+  start prefetched --env "PORT=$port" "${greeting_mount[@]}" \
+    --read-only --cap-drop ALL --security-opt no-new-privileges
+  wait_ready "$port"
+  code="$(http POST "http://127.0.0.1:$port/predict/greeting" '"container"')"
+  [[ "$code" == 200 && "$(cat "$tmp/body")" == "$expected" ]] ||
+    fail "the asset pre-fetched at build is served read-only" "status $code, body $(cat "$tmp/body")"
+  pass "asset pre-fetched at build: served with a read-only root file system and no store ($expected)"
+fi
+
+# 2. Fetched at start into a volume that two replicas share.
+mkdir -p "$tmp/assets-volume"
+chown 1000:1000 "$tmp/assets-volume"
+store_env=()
+for pair in "${s3_env[@]}"; do store_env+=(--env "$pair"); done
+ports=("$(free_port)" "$(free_port)")
+replicas=()
+for i in 0 1; do
+  start "replica$i" --env "PORT=${ports[$i]}" "${greeting_mount[@]}" "${store_env[@]}" \
+    --volume "$tmp/assets-volume:/app/assets" --read-only --cap-drop ALL --security-opt no-new-privileges
+  replicas+=("$container")
+done
+for i in 0 1; do
+  wait_ready "${ports[$i]}"
+  code="$(http POST "http://127.0.0.1:${ports[$i]}/predict/greeting" '"container"')"
+  [[ "$code" == 200 && "$(cat "$tmp/body")" == "$expected" ]] ||
+    fail "replica $i serves the asset it fetched at start" "status $code, body $(cat "$tmp/body")"
+done
+cached="$(cd "$tmp/assets-volume" && find . -mindepth 1 | sort | tr '\n' ' ')"
+[[ "$cached" == "./tests ./tests/greeting ./tests/greeting/0.0 ./tests/greeting/0.0.json ./tests/greeting/0.0/greeting.txt " ]] ||
+  fail "the shared volume holds the asset once, with no lock or partial file left" "found: $cached"
+pass "asset fetched at start: two replicas on one volume serve it; the volume holds one verified copy"
