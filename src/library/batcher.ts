@@ -97,12 +97,13 @@ function defaultQueueSize(maxBatchSize: number): number {
 
 /**
  * Dynamic batching of one model: gathers concurrent `submit` calls into `predictBatch` calls of at
- * most `maxBatchSize` items.
+ * most `maxBatchSize` items, with at most `maxConcurrentBatches` of them running at once.
  *
- * When a batch leaves:
+ * When a batch leaves, once fewer than `maxConcurrentBatches` batches run (while they all run,
+ * items wait and the next batch fills):
  * - full: as soon as `maxBatchSize` items wait (at the end of the current event-loop turn);
- * - idle: while no batch of this model runs and as many items wait as the last batch held (or
- *   the model has been quiet for more than `maxDelayMs`), the waiting items go at the end of the
+ * - idle: when as many items wait as the last batch held (or the model has been quiet for more
+ *   than `maxDelayMs`), the waiting items go at the end of the
  *   first event-loop turn that adds none: a lone request on a quiet service pays one empty turn,
  *   not the delay; the crowd the last batch answered is served as one batch again; and clients
  *   still arriving turn after turn (new connections) join it;
@@ -117,12 +118,14 @@ export class Batcher {
   readonly maxBatchSize: number;
   readonly maxDelayMs: number;
   readonly maxQueueSize: number;
+  readonly maxConcurrentBatches: number;
   readonly #itemSchema: ZodType | undefined;
   readonly #run: RunBatch;
   readonly #queue: Segment[] = [];
   /** Index of the first live segment: taking from the front does not shift the array. */
   #head = 0;
   #queued = 0;
+  /** Batches holding a slot: running, and not yet given up by all their callers. */
   #running = 0;
   /** Items in the last batch: how many callers are likely to come back together. */
   #lastSize = 0;
@@ -137,10 +140,16 @@ export class Batcher {
   constructor(
     modelName: string,
     configuration: BatchingConfiguration,
-    options: { itemSchema: ZodType | undefined; run: RunBatch },
+    options: {
+      itemSchema: ZodType | undefined;
+      run: RunBatch;
+      /** The model's `threads`: as many batches may run at once as there are threads. */
+      threads?: number | undefined;
+    },
   ) {
     this.modelName = modelName;
     const { maxBatchSize, maxDelayMs, maxQueueSize } = configuration;
+    const maxConcurrentBatches = configuration.maxConcurrentBatches ?? options.threads ?? 1;
     if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) {
       throw invalid(modelName, `maxBatchSize must be a positive integer, got ${maxBatchSize}`);
     }
@@ -153,9 +162,16 @@ export class Batcher {
     if (maxQueueSize !== undefined && (!Number.isInteger(maxQueueSize) || maxQueueSize < 1)) {
       throw invalid(modelName, `maxQueueSize must be a positive integer, got ${maxQueueSize}`);
     }
+    if (!Number.isInteger(maxConcurrentBatches) || maxConcurrentBatches < 1) {
+      throw invalid(
+        modelName,
+        `maxConcurrentBatches (default: the model's threads, else 1) must be a positive integer, got ${maxConcurrentBatches}`,
+      );
+    }
     this.maxBatchSize = maxBatchSize;
     this.maxDelayMs = maxDelayMs;
     this.maxQueueSize = maxQueueSize ?? defaultQueueSize(maxBatchSize);
+    this.maxConcurrentBatches = maxConcurrentBatches;
     this.#itemSchema = options.itemSchema;
     this.#run = options.run;
   }
@@ -234,7 +250,8 @@ export class Batcher {
 
   /** Arms the one dispatch that the queue's state calls for. */
   #schedule(): void {
-    if (this.#queued === 0) {
+    // With every slot taken nothing is armed: the batch that frees a slot schedules again.
+    if (this.#queued === 0 || this.#running >= this.maxConcurrentBatches) {
       this.#clearTimer();
       return;
     }
@@ -243,19 +260,23 @@ export class Batcher {
       return;
     }
     if (this.#immediate !== undefined) return;
-    // The idle rule (docs/batching.md): the clients the last batch answered come back together,
-    // so once as many items wait as it held, or after a quiet spell, the batch goes as soon as
-    // arrivals stop (#endOfTurn).
-    const idle =
-      this.#running === 0 &&
-      (this.#queued >= this.#lastSize || performance.now() - this.#lastActive > this.maxDelayMs);
-    if (idle) {
+    // The idle rule (docs/batching.md): a slot is free, and the clients the last batch answered
+    // come back together, so once as many items wait as it held, or after a quiet spell, the
+    // batch goes as soon as arrivals stop (#endOfTurn).
+    const now = performance.now();
+    if (this.#queued >= this.#lastSize || now - this.#lastActive > this.maxDelayMs) {
       this.#dispatchSoon("idle");
       return;
     }
     if (this.#timer !== undefined) return;
-    const oldest = this.#queue[this.#head]?.caller.enqueuedAt ?? performance.now();
-    const wait = Math.max(0, oldest + this.maxDelayMs - performance.now());
+    const oldest = this.#queue[this.#head]?.caller.enqueuedAt ?? now;
+    const wait = oldest + this.maxDelayMs - now;
+    // Items that waited out their delay while every slot was taken go in this turn, not after
+    // the millisecond a zero timeout takes.
+    if (wait <= 0) {
+      this.#dispatchSoon("delay");
+      return;
+    }
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#dispatch("delay");
@@ -310,6 +331,7 @@ export class Batcher {
 
   /** Takes up to `maxBatchSize` items from the front of the queue and runs them as one batch. */
   #dispatch(reason: DispatchReason): void {
+    if (this.#running >= this.maxConcurrentBatches) return;
     const batch: unknown[] = [];
     const parts: Part[] = [];
     const now = performance.now();
@@ -346,16 +368,27 @@ export class Batcher {
     this.#lastSize = size;
     this.#lastActive = now;
     const { signal, release } = batchSignal(parts);
-    const done = (error?: unknown) => {
-      release();
+    let holdsSlot = true;
+    const freeSlot = () => {
+      if (!holdsSlot) return;
+      holdsSlot = false;
       this.#running--;
       this.#lastActive = performance.now();
+      this.#schedule();
+    };
+    // A batch whose callers have all given up was told to stop through its signal; one that
+    // does not stop must not hold the model's slot, and so the whole model, forever.
+    signal?.addEventListener("abort", freeSlot, { once: true });
+    const done = (error?: unknown) => {
+      release();
+      signal?.removeEventListener("abort", freeSlot);
+      freeSlot();
       if (channel.hasSubscribers) {
         const event: BatchEvent = {
           type: "complete",
           model: this.modelName,
           size,
-          durationMs: this.#lastActive - now,
+          durationMs: performance.now() - now,
         };
         if (error !== undefined) event.error = error;
         channel.publish(event);

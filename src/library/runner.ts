@@ -160,6 +160,7 @@ export class ModelRunner {
       this.batcher = new Batcher(model.configurationKey, batching, {
         itemSchema: (model.constructor as ModelClassStatics).itemSchema,
         run: (items, context) => this.#route.many(items, context),
+        threads: model.configuration.threads,
       });
     }
   }
