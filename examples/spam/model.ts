@@ -4,6 +4,7 @@
  * pool threads. See examples/spam/README.md.
  */
 import { fileURLToPath } from "node:url";
+import type { ModelConfiguration } from "modelkit-ts";
 import { type InputTensors, OnnxModel, type OutputTensors } from "modelkit-ts/onnx";
 import { z } from "zod";
 import { denseRows, type Email, FEATURES } from "./features.js";
@@ -15,7 +16,8 @@ export const MODEL_FILE = fileURLToPath(new URL("./spam.onnx", import.meta.url))
 export const MAX_SUBJECT = 2_000;
 export const MAX_BODY = 200_000;
 
-const SpamItem = z.object({
+/** An email to classify; the lengths bound the work one item may ask for. */
+export const SpamItem = z.object({
   subject: z
     .string()
     .max(MAX_SUBJECT)
@@ -41,7 +43,7 @@ type SpamResult = z.infer<typeof SpamResult>;
  * // { label: "spam", spamProbability: 0.99... }
  */
 export class Spam extends OnnxModel<Email, SpamResult> {
-  static override configurations = {
+  static override configurations: Record<string, ModelConfiguration> = {
     spam: {
       modelSettings: { onnxFile: MODEL_FILE },
       batching: { maxBatchSize: 64, maxDelayMs: 2 },
