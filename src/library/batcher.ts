@@ -100,7 +100,7 @@ function defaultQueueSize(maxBatchSize: number): number {
  * most `maxBatchSize` items, with at most `maxConcurrentBatches` of them running at once.
  *
  * When a batch leaves, once fewer than `maxConcurrentBatches` batches run (while they all run,
- * items wait and the next batch fills):
+ * items wait, and the delay below counts from when a slot frees):
  * - full: as soon as `maxBatchSize` items wait (at the end of the current event-loop turn);
  * - idle: when as many items wait as the last batch held (or the model has been quiet for more
  *   than `maxDelayMs`), the waiting items go at the end of the
@@ -131,6 +131,8 @@ export class Batcher {
   #lastSize = 0;
   /** When the last batch ended (or started, while one runs): "recently busy" for the idle rule. */
   #lastActive = Number.NEGATIVE_INFINITY;
+  /** When a slot last freed: items that waited for a slot start waiting for company then. */
+  #slotFreedAt = Number.NEGATIVE_INFINITY;
   #immediate: NodeJS.Immediate | undefined;
   #immediateReason: DispatchReason = "idle";
   /** Items joined the queue since the last end-of-turn check: arrivals have not stopped yet. */
@@ -269,10 +271,9 @@ export class Batcher {
       return;
     }
     if (this.#timer !== undefined) return;
-    const oldest = this.#queue[this.#head]?.caller.enqueuedAt ?? now;
-    const wait = oldest + this.maxDelayMs - now;
-    // Items that waited out their delay while every slot was taken go in this turn, not after
-    // the millisecond a zero timeout takes.
+    const wait = this.#fillingSince(now) + this.maxDelayMs - now;
+    // A delay already over (maxDelayMs 0) dispatches in this turn, not after the millisecond a
+    // zero timeout takes.
     if (wait <= 0) {
       this.#dispatchSoon("delay");
       return;
@@ -282,6 +283,17 @@ export class Batcher {
       this.#dispatch("delay");
       this.#schedule();
     }, wait);
+  }
+
+  /**
+   * Since when the waiting items have waited for their batch to fill: the oldest one's arrival,
+   * or the moment a slot last freed when that is later. While every slot is taken, items wait
+   * for a slot, not for company; when one frees, the clients the ending batch answered are
+   * usually on their way back, and sending the few items that waited at once would split the
+   * crowd into two half batches, each waiting for the other's run, turn after turn.
+   */
+  #fillingSince(fallback: number): number {
+    return Math.max(this.#queue[this.#head]?.caller.enqueuedAt ?? fallback, this.#slotFreedAt);
   }
 
   /**
@@ -309,8 +321,8 @@ export class Batcher {
   readonly #endOfTurn = () => {
     this.#immediate = undefined;
     if (this.#immediateReason === "idle" && this.#arrived) {
-      const oldest = this.#queue[this.#head]?.caller.enqueuedAt ?? Number.NEGATIVE_INFINITY;
-      if (performance.now() - oldest < this.maxDelayMs) {
+      const now = performance.now();
+      if (now - this.#fillingSince(now) < this.maxDelayMs) {
         this.#arrived = false;
         this.#immediate = setImmediate(this.#endOfTurn);
         return;
@@ -372,8 +384,9 @@ export class Batcher {
     const freeSlot = () => {
       if (!holdsSlot) return;
       holdsSlot = false;
-      this.#running--;
       this.#lastActive = performance.now();
+      if (this.#running === this.maxConcurrentBatches) this.#slotFreedAt = this.#lastActive;
+      this.#running--;
       this.#schedule();
     };
     // A batch whose callers have all given up was told to stop through its signal; one that

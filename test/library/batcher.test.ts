@@ -352,12 +352,33 @@ t.test(
     t.same(sizes("batched_echo_big"), [1, 10], "the ten waited and went as one batch");
     t.match(
       events.filter((e) => e.type === "dispatch"),
-      [{ reason: "idle" }, { reason: "delay", size: 10 }],
-      "the waiting items went as soon as the slot freed: they had waited past maxDelayMs",
+      [{ reason: "idle" }, { reason: "idle", size: 10 }],
+      "more waited than the last batch held: they went as soon as the slot freed",
     );
     t.equal(mostInFlight(events), 1);
   },
 );
+
+t.test("items that waited for a slot wait for the crowd the ending batch answered", async (t) => {
+  // Over HTTP the clients of a batch send their next requests a few turns after their answers:
+  // sending the few items that waited for the slot at once would split the clients into two
+  // half batches, each waiting for the other's run, turn after turn.
+  const lib = library({ requiredModels: ["batched_echo_big"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const crowd = lib.predictBatch<Echo>("batched_echo_big", [{ id: 0, hold: true }, ...ids(2, 1)]);
+  await until("the crowd's batch to start", () => held.length === 1);
+  const waiting = lib.predict<Echo>("batched_echo_big", { id: 10 });
+  // Longer than maxDelayMs (2 ms): the item has waited out its delay by the time the slot frees.
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  held.shift()?.();
+  t.equal((await crowd).length, 3);
+  await new Promise(setImmediate); // the crowd's next requests come a turn later
+  const back = lib.predictBatch<Echo>("batched_echo_big", ids(3, 20));
+  t.same(await waiting, { id: 10, double: 20 });
+  t.equal((await back).length, 3);
+  t.same(sizes("batched_echo_big"), [3, 4], "the one that waited went with the crowd");
+});
 
 for (const [what, configuration, limit] of [
   ["threads: 2 lets 2 batches run at once", { threads: 2 }, 2],
