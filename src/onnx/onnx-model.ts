@@ -55,23 +55,24 @@ export const DEFAULT_SESSION_OPTIONS: Readonly<InferenceSession.SessionOptions> 
  * import `modelkit-ts/onnx`; it is imported when the first ONNX model loads.
  *
  * @example
- * import { OnnxModel, type InputTensors, type OutputTensors } from "modelkit-ts/onnx";
+ * import { type InputTensors, OnnxModel, type OutputTensors } from "modelkit-ts/onnx";
  *
- * export class Iris extends OnnxModel<number[], { species: number }> {
+ * export class Scorer extends OnnxModel<number[], { score: number }> {
  *   static override configurations = {
- *     iris: {
- *       modelSettings: { onnxFile: "models/iris.onnx" },
+ *     scorer: {
+ *       modelSettings: { onnxFile: "models/scorer.onnx" }, // input float32[batch, 4]
  *       batching: { maxBatchSize: 64, maxDelayMs: 2 },
  *       threads: 2,
  *     },
  *   };
  *   static override itemSchema = z.array(z.number()).length(4);
- *   protected override _toTensors(items: number[][]): InputTensors {
- *     return { input: { type: "float32", data: Float32Array.from(items.flat()), dims: [items.length, 4] } };
+ *   protected override _toTensors(rows: number[][]): InputTensors {
+ *     const data = Float32Array.from(rows.flat());
+ *     return { input: { type: "float32", data, dims: [rows.length, 4] } };
  *   }
- *   protected override _fromTensors(outputs: OutputTensors, items: number[][]) {
- *     const scores = outputs.probabilities?.data as Float32Array;
- *     return items.map((_, i) => ({ species: argmax(scores.subarray(i * 3, i * 3 + 3)) }));
+ *   protected override _fromTensors(outputs: OutputTensors, rows: number[][]) {
+ *     const scores = outputs.score?.data as Float32Array; // float32[batch, 1]
+ *     return rows.map((_, i) => ({ score: scores[i] as number }));
  *   }
  * }
  */
@@ -90,8 +91,13 @@ export abstract class OnnxModel<TItem = unknown, TReturn = unknown> extends Asyn
 
   /** The loaded inference session (its `inputMetadata`, `outputMetadata`...). */
   protected get session(): InferenceSession {
-    if (this.#session === undefined) this.assertLoaded();
-    return this.#session as InferenceSession;
+    if (this.#session !== undefined) return this.#session;
+    this.assertLoaded();
+    throw new ModelkitError(
+      "ERR_MODEL_NOT_LOADED",
+      `${this.configurationKey} has no inference session: its _load must call \`await super._load()\``,
+      { modelName: this.configurationKey },
+    );
   }
 
   /** The `.onnx` file to load: `modelSettings.onnxFile`. */
@@ -109,14 +115,11 @@ export abstract class OnnxModel<TItem = unknown, TReturn = unknown> extends Asyn
 
   protected override async _load(): Promise<void> {
     const file = this.onnxFile();
+    const options = this.#sessionOptions();
     const ort = await onnxRuntime(this.configurationKey);
     const bytes = await readFile(file).catch((error: unknown) => {
       throw this.#loadFailed(file, describeReadError(error), error);
     });
-    const options = {
-      ...DEFAULT_SESSION_OPTIONS,
-      ...(this.modelSettings.sessionOptions as InferenceSession.SessionOptions | undefined),
-    };
     const session = await ort.InferenceSession.create(bytes, options).catch((error: unknown) => {
       throw this.#loadFailed(
         file,
@@ -155,6 +158,25 @@ export abstract class OnnxModel<TItem = unknown, TReturn = unknown> extends Asyn
     const session = this.#session;
     this.#session = undefined;
     await session?.release();
+  }
+
+  /** `modelSettings.sessionOptions` over `DEFAULT_SESSION_OPTIONS`. */
+  #sessionOptions(): InferenceSession.SessionOptions {
+    const setting = this.modelSettings.sessionOptions;
+    if (
+      setting !== undefined &&
+      (typeof setting !== "object" || setting === null || Array.isArray(setting))
+    ) {
+      throw new ModelkitError(
+        "ERR_INVALID_SETTINGS",
+        `${this.configurationKey}: modelSettings.sessionOptions must be onnxruntime's SessionOptions object, got ${JSON.stringify(setting)}`,
+        { modelName: this.configurationKey },
+      );
+    }
+    return {
+      ...DEFAULT_SESSION_OPTIONS,
+      ...(setting as InferenceSession.SessionOptions | undefined),
+    };
   }
 
   #loadFailed(file: string, why: string, cause: unknown): ModelkitError {

@@ -134,6 +134,26 @@ for (const { name, message } of mismatches) {
   });
 }
 
+t.test("sessionOptions from the configuration reach onnxruntime", async (t) => {
+  const options = (sessionOptions: unknown) =>
+    new Doubling({
+      configurationKey: "doubling_other",
+      modelSettings: { onnxFile: MODEL, sessionOptions },
+    });
+  const tuned = options({ graphOptimizationLevel: "disabled", intraOpNumThreads: 2 });
+  await tuned.load();
+  t.teardown(() => tuned.close());
+  t.same(await tuned.predict([1, 2, 3]), [2, 4, 6]);
+  await t.rejects(options({ executionProviders: ["no-such-provider"] }).load(), {
+    code: "ERR_MODEL_LOAD_FAILED",
+    message: /no-such-provider/,
+  });
+  await t.rejects(options("fast").load(), {
+    code: "ERR_INVALID_SETTINGS",
+    message: /sessionOptions must be/,
+  });
+});
+
 t.test("no onnxFile setting: ERR_INVALID_SETTINGS", async (t) => {
   const model = new Doubling({ configurationKey: "doubling_other" });
   await t.rejects(model.load(), {
