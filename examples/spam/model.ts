@@ -16,7 +16,7 @@ export const MODEL_FILE = fileURLToPath(new URL("./spam.onnx", import.meta.url))
 export const MAX_SUBJECT = 2_000;
 export const MAX_BODY = 200_000;
 
-/** An email to classify; the lengths bound the work one item may ask for. */
+/** An email to classify. */
 export const SpamItem = z.object({
   subject: z
     .string()

@@ -103,10 +103,10 @@ function defaultQueueSize(maxBatchSize: number): number {
  * items wait, and the delay below counts from when a slot frees):
  * - full: as soon as `maxBatchSize` items wait (at the end of the current event-loop turn);
  * - idle: when as many items wait as the last batch held (or the model has been quiet for more
- *   than `maxDelayMs`), the waiting items go at the end of the
- *   first event-loop turn that adds none: a lone request on a quiet service pays one empty turn,
- *   not the delay; the crowd the last batch answered is served as one batch again; and clients
- *   still arriving turn after turn (new connections) join it;
+ *   than `maxDelayMs`), the waiting items go at the end of the first event-loop turn that adds
+ *   none: a lone request on a quiet service pays one empty turn, not the delay; the crowd the
+ *   last batch answered is served as one batch again; and clients still arriving turn after turn
+ *   (new connections) join it;
  * - delay: otherwise the oldest waiting item waits at most `maxDelayMs` for the batch to fill.
  *
  * Items are validated per caller before they queue, so a bad item fails only its own caller; a
@@ -321,8 +321,7 @@ export class Batcher {
   readonly #endOfTurn = () => {
     this.#immediate = undefined;
     if (this.#immediateReason === "idle" && this.#arrived) {
-      const now = performance.now();
-      if (now - this.#fillingSince(now) < this.maxDelayMs) {
+      if (performance.now() - this.#fillingSince(Number.NEGATIVE_INFINITY) < this.maxDelayMs) {
         this.#arrived = false;
         this.#immediate = setImmediate(this.#endOfTurn);
         return;
