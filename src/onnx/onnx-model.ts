@@ -100,7 +100,11 @@ export abstract class OnnxModel<TItem = unknown, TReturn = unknown> extends Asyn
     );
   }
 
-  /** The `.onnx` file to load: `modelSettings.onnxFile`. */
+  /**
+   * The `.onnx` file to load: `modelSettings.onnxFile`. Once models name assets
+   * (`this.assetPath`), the asset is the default when the setting is absent; a subclass may
+   * override this to compute the path itself.
+   */
   protected onnxFile(): string {
     const setting = this.modelSettings.onnxFile;
     if (typeof setting !== "string" || setting === "") {
