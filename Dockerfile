@@ -28,7 +28,13 @@ RUN --mount=type=secret,id=npm_ca \
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY examples ./examples
+# Compiles, and trains the example `spam` into dist/examples/spam/spam.onnx (examples/spam).
 RUN npm run build
+# onnxruntime-node (an optional peer dependency, which `spam` needs) goes to the runtime stage
+# from here, as npm installed it with --ignore-scripts: no download at install. Its package holds
+# the binaries of five platforms (290 MB); only this one's are kept.
+RUN find node_modules/onnxruntime-node/bin -mindepth 3 -maxdepth 3 \
+      ! -path "*/linux/$(node -p process.arch)" -exec rm -rf {} +
 
 # ---- runtime: production dependencies, compiled JavaScript, unprivileged user ----
 FROM ${NODE_IMAGE} AS runtime
@@ -44,6 +50,8 @@ RUN --mount=type=secret,id=npm_ca \
 # The application stays owned by root and read-only to the `node` user that runs it.
 COPY --from=build /app/dist/src ./dist/src
 COPY --from=build /app/dist/examples ./dist/examples
+COPY --from=build /app/node_modules/onnxruntime-node ./node_modules/onnxruntime-node
+COPY --from=build /app/node_modules/onnxruntime-common ./node_modules/onnxruntime-common
 COPY examples ./examples
 # Model assets (docs/assets.md) are cached in /app/assets, in one of two ways:
 #  - pre-fetched here, when the build is given a store (the build arguments below, credentials

@@ -15,6 +15,8 @@ import { readFile } from "node:fs/promises";
 import { AsyncModel, Model } from "modelkit-ts";
 import { z } from "zod";
 
+export { Spam } from "./spam/model.js";
+
 const Text = z.object({ text: z.string().min(1).max(100_000) });
 type Text = z.infer<typeof Text>;
 

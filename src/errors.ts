@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   ERR_BATCH_LENGTH_MISMATCH: { status: 500, title: "Batch prediction length mismatch" },
   ERR_PREDICTION_TIMEOUT: { status: 504, title: "Prediction timed out" },
   ERR_WORKER_FAILED: { status: 500, title: "Worker thread failed" },
+  ERR_MODEL_LOAD_FAILED: { status: 500, title: "Model failed to load" },
   ERR_INVALID_SETTINGS: { status: 500, title: "Invalid library settings" },
   ERR_OVERLOADED: { status: 503, title: "Model overloaded" },
   ERR_CLOSE_TIMEOUT: { status: 500, title: "Model did not close in time" },

@@ -2,12 +2,14 @@
  * A modelkit-ts server for the benchmark, built the way `modelkit-ts serve` builds it (the
  * library, `createServer` with its defaults: logger on, no access log) without the CLI's
  * option parsing. BENCH_CONFIGURATION may hold JSON configuration overrides (batching...);
- * BENCH_OPERATIONS=1 adds the metrics and load-shedding plugins `serve` registers.
+ * BENCH_OPERATIONS=1 adds the metrics and load-shedding plugins `serve` registers;
+ * BENCH_STATS=1 adds `GET /bench/stats` (event-loop delay, batch sizes: stats.ts).
  * Usage: node dist/bench/http/modelkit-server.js <port> <model module>[,<module>...]
  */
 import { type ModelConfiguration, ModelLibrary } from "modelkit-ts";
 import { operationsPlugins } from "../../src/cli/operations.js";
 import { createServer } from "../../src/server/index.js";
+import { installStats } from "./stats.js";
 
 const port = Number(process.argv[2] ?? 8082);
 const models = (process.argv[3] ?? "").split(",").filter(Boolean);
@@ -18,6 +20,7 @@ const configuration = JSON.parse(process.env.BENCH_CONFIGURATION ?? "{}") as Rec
 const library = new ModelLibrary({ models, configuration });
 const plugins = process.env.BENCH_OPERATIONS === "1" ? operationsPlugins({}) : [];
 const app = await createServer({ library, plugins });
+if (process.env.BENCH_STATS === "1") installStats(app);
 await app.listen({ port, host: "127.0.0.1" });
 await library.load();
 for (const signal of ["SIGTERM", "SIGINT"] as const) {

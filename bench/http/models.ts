@@ -1,4 +1,4 @@
-import { Model } from "modelkit-ts";
+import { AsyncModel, Model } from "modelkit-ts";
 import { z } from "zod";
 import { type EchoItem, echoItem } from "./schema.js";
 
@@ -47,5 +47,33 @@ export class BenchCpu extends Model<{ x: number }, { y: number }> {
   protected override _predict({ x }: { x: number }): { y: number } {
     spin(2);
     return { y: x + 1 };
+  }
+}
+
+/**
+ * Serial scenario: an async model whose backend serves one call at a time, 5 ms a call whatever
+ * its size (one inference session, one accelerator, a remote engine without parallelism). The
+ * event loop stays free; calls made while one runs queue behind it.
+ */
+export class BenchSerialBackend extends AsyncModel<{ x: number }, { y: number }> {
+  static override configurations = {
+    serial: {},
+    serial_batched: { batching: { maxBatchSize: 64, maxDelayMs: 2 } },
+    /** Batches sent whenever ready, as many at once as arrive: what maxConcurrentBatches bounds. */
+    serial_batched_unbounded: {
+      batching: { maxBatchSize: 64, maxDelayMs: 2, maxConcurrentBatches: 1024 },
+    },
+  };
+  static override itemSchema = z.object({ x: z.number() });
+
+  /** The end of the last call queued on the backend. */
+  #backend: Promise<void> = Promise.resolve();
+
+  protected override _predictBatch(items: { x: number }[]): Promise<{ y: number }[]> {
+    const call = this.#backend.then(
+      () => new Promise<void>((resolve) => setTimeout(resolve, BATCH_COST_MS)),
+    );
+    this.#backend = call;
+    return call.then(() => items.map(({ x }) => ({ y: x * 2 })));
   }
 }

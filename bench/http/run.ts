@@ -4,17 +4,19 @@
  * (taskset), each comparison runs twice interleaved (A B B A), and medians and ratios are printed.
  * Every process started here is stopped before it returns, on error too.
  *
- * Usage: node dist/bench/http/run.js [--quick] [--seconds N] [--warmup N] [--only overhead,batching,examples,memory,workers,calibration]
+ * Usage: node dist/bench/http/run.js [--quick] [--seconds N] [--warmup N] [--only overhead,batching,serial,spam,examples,memory,workers,calibration]
  *        node dist/bench/http/run.js --paired <other checkout>|bare
  * (`npm run bench:http` builds first).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer as createNetServer } from "node:net";
 import { availableParallelism, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { ECHO_BODY } from "./schema.js";
+import type { WindowStats } from "./stats.js";
 
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 const ROOT = here("../../../");
@@ -120,7 +122,20 @@ interface Server {
   stop(): Promise<void>;
 }
 
-let nextPort = 18100;
+/**
+ * A port no one listens on now: fixed ports collided with other benchmarks on a shared machine,
+ * and a server that failed to bind left the harness measuring the other one.
+ */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createNetServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
 
 /**
  * Starts `node <args(port)>` pinned to `cpus`, resolves once GET /readyz answers 200. The
@@ -131,7 +146,7 @@ async function startServer(
   args: (port: number) => string[],
   options: { cpus?: string; env?: Record<string, string> } = {},
 ): Promise<Server> {
-  const port = nextPort++;
+  const port = await freePort();
   const child = spawn(
     "nice",
     [...PRIORITY, "taskset", "-c", options.cpus ?? SERVER_CPU, process.execPath, ...args(port)],
@@ -473,6 +488,151 @@ async function batching(): Promise<void> {
   report("2. Batching (64 connections)", result, "target >= 10x req/s, p99 < 25 ms");
 }
 
+/**
+ * An async model whose backend serves one 5 ms call at a time: batching pays only when batches
+ * wait for the one running instead of queueing behind it (`maxConcurrentBatches`).
+ */
+async function serial(): Promise<void> {
+  const body = JSON.stringify({ x: 1 });
+  const variant = (label: string, model: string): Variant => ({
+    label,
+    start: modelkitServer([BENCH_MODELS]),
+    path: `/predict/${model}`,
+    body,
+    cpu: false,
+  });
+  const batched = variant("batching 64 / 2 ms, 1 batch in flight", "serial_batched");
+  report(
+    "6. Serial backend: an async model, one 5 ms call at a time (64 connections)",
+    await compare([variant("no batching", "serial"), batched], 64),
+    "target >= 10x req/s, p99 < 25 ms",
+  );
+  report(
+    "6b. The same, batches in flight unbounded vs maxConcurrentBatches 1 (the default)",
+    await compare(
+      [variant("batching 64 / 2 ms, unbounded", "serial_batched_unbounded"), batched],
+      64,
+    ),
+    "what bounding the batches in flight buys",
+  );
+}
+
+const SPAM_MODELS = here("./spam-models.js");
+const SPAM_BODY = JSON.stringify({
+  subject: "Re: minutes of Tuesday's planning meeting",
+  body: `Hi all,
+
+Attached are the minutes of Tuesday's meeting. The main points: the release moves to the 14th so
+that the new installer can go through one more round of testing, Maria takes over the mailing
+list archive from Tom, and we agreed to drop support for the old configuration format in the
+next major version. Please read the section on the build farm: two of the machines are out of
+disk space and the nightly builds have been failing since Sunday.
+
+If I got anything wrong, reply to the list before Friday and I will fix it.
+
+Thanks,
+Peter`,
+});
+
+/** One side of the spam scenario, and what its runs measured. */
+interface SpamVariant {
+  label: string;
+  start: () => Promise<Server>;
+  path: string;
+  runs: (Measure & WindowStats & { rssMb: number })[];
+}
+
+const spamServer = (cpus?: string) => () =>
+  startServer(
+    "modelkit-ts (spam)",
+    (port) => [here("./modelkit-server.js"), String(port), SPAM_MODELS],
+    {
+      env: { BENCH_STATS: "1" },
+      ...(cpus === undefined ? {} : { cpus }),
+    },
+  );
+
+async function windowStats(server: Server): Promise<WindowStats> {
+  return (await fetch(`${server.url}/bench/stats`)).json() as Promise<WindowStats>;
+}
+
+/**
+ * The spam example over HTTP, four servers side by side in one run (a b c d d c b a, each a
+ * fresh server warmed up first): (a) bare Fastify + onnxruntime-node, one `session.run` per
+ * request; (b) modelkit-ts without batching; (c) with batching, `threads: 1`; (d) with
+ * `threads: 2` on every core (wrk shares the last). Until the runtime hosts `threads`, (c) and
+ * (d) run on the event loop, and (d) differs from (c) only by two batches in flight.
+ */
+async function spam(): Promise<void> {
+  const variants: SpamVariant[] = [
+    {
+      label: "(a) bare Fastify + onnxruntime-node",
+      start: () =>
+        startServer("bare onnx", (port) => [here("./onnx-bare-server.js"), String(port)]),
+      path: "/predict/spam",
+      runs: [],
+    },
+    {
+      label: "(b) modelkit-ts, no batching",
+      start: spamServer(),
+      path: "/predict/spam_unbatched",
+      runs: [],
+    },
+    {
+      label: "(c) modelkit-ts, batching 64 / 2 ms",
+      start: spamServer(),
+      path: "/predict/spam_batched",
+      runs: [],
+    },
+    {
+      label: "(d) (c) with threads: 2",
+      start: spamServer(`0-${CORES - 1}`),
+      path: "/predict/spam_threads",
+      runs: [],
+    },
+  ];
+  for (const index of [0, 1, 2, 3, 3, 2, 1, 0]) {
+    const variant = variants[index] as SpamVariant;
+    await withServers([variant.start], async ([server]) => {
+      if (server === undefined) return;
+      const url = `${server.url}${variant.path}`;
+      await wrk(url, SPAM_BODY, 64, WARMUP_S);
+      await settle(url);
+      await windowStats(server); // starts the window of the measured run
+      const measured = await measure(url, SPAM_BODY, 64, MEASURE_S);
+      variant.runs.push({ ...measured, ...(await windowStats(server)), rssMb: rssMb(server.pid) });
+    });
+  }
+  const [bare] = variants as [SpamVariant];
+  const of = (variant: SpamVariant, pick: (run: SpamVariant["runs"][number]) => number) =>
+    median(variant.runs.map(pick));
+  console.log("\n7. The spam example over HTTP (64 connections; medians of 2 runs each)");
+  for (const variant of variants) {
+    const rps = of(variant, (r) => r.rps);
+    const batch = of(variant, (r) => (r.batches > 0 ? r.items / r.batches : 1));
+    console.log(
+      `  ${variant.label.padEnd(38)} ${rps.toFixed(0).padStart(6)} req/s (${(rps / of(bare, (r) => r.rps)).toFixed(2)}x a)   p50 ${of(
+        variant,
+        (r) => r.p50Ms,
+      )
+        .toFixed(1)
+        .padStart(6)} ms   p99 ${of(variant, (r) => r.p99Ms)
+        .toFixed(1)
+        .padStart(6)} ms   batch ${batch.toFixed(1).padStart(5)}   loop lag p99 ${of(
+        variant,
+        (r) => r.lagP99Ms,
+      )
+        .toFixed(1)
+        .padStart(
+          5,
+        )} ms   RSS ${of(variant, (r) => r.rssMb).toFixed(0)} MB   errors ${variant.runs.reduce((sum, r) => sum + r.errors, 0)}`,
+    );
+  }
+  console.log(
+    "  targets: (b) >= 0.9x (a); (c) >= 2x (a) with p99 < 50 ms; loop lag p99 < 10 ms in (c) and (d)",
+  );
+}
+
 const EXAMPLE_MODELS = here("../../examples/models.js");
 const EXAMPLE_TEXT = JSON.stringify({
   text: "The service was great and the staff friendly, but the room was small and noisy.",
@@ -628,6 +788,8 @@ const scenarios: [string, () => Promise<void>][] = [
   ["calibration", calibration],
   ["overhead", overhead],
   ["batching", batching],
+  ["serial", serial],
+  ["spam", spam],
   ["examples", examples],
   ["memory", memory],
   ["workers", workers],

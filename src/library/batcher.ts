@@ -97,15 +97,16 @@ function defaultQueueSize(maxBatchSize: number): number {
 
 /**
  * Dynamic batching of one model: gathers concurrent `submit` calls into `predictBatch` calls of at
- * most `maxBatchSize` items.
+ * most `maxBatchSize` items, with at most `maxConcurrentBatches` of them running at once.
  *
- * When a batch leaves:
+ * When a batch leaves, once fewer than `maxConcurrentBatches` batches run (while they all run,
+ * items wait, and the delay below counts from when a slot frees):
  * - full: as soon as `maxBatchSize` items wait (at the end of the current event-loop turn);
- * - idle: while no batch of this model runs and as many items wait as the last batch held (or
- *   the model has been quiet for more than `maxDelayMs`), the waiting items go at the end of the
- *   first event-loop turn that adds none: a lone request on a quiet service pays one empty turn,
- *   not the delay; the crowd the last batch answered is served as one batch again; and clients
- *   still arriving turn after turn (new connections) join it;
+ * - idle: when as many items wait as the last batch held (or the model has been quiet for more
+ *   than `maxDelayMs`), the waiting items go at the end of the first event-loop turn that adds
+ *   none: a lone request on a quiet service pays one empty turn, not the delay; the crowd the
+ *   last batch answered is served as one batch again; and clients still arriving turn after turn
+ *   (new connections) join it;
  * - delay: otherwise the oldest waiting item waits at most `maxDelayMs` for the batch to fill.
  *
  * Items are validated per caller before they queue, so a bad item fails only its own caller; a
@@ -117,17 +118,21 @@ export class Batcher {
   readonly maxBatchSize: number;
   readonly maxDelayMs: number;
   readonly maxQueueSize: number;
+  readonly maxConcurrentBatches: number;
   readonly #itemSchema: ZodType | undefined;
   readonly #run: RunBatch;
   readonly #queue: Segment[] = [];
   /** Index of the first live segment: taking from the front does not shift the array. */
   #head = 0;
   #queued = 0;
+  /** Batches holding a slot: running, and not yet given up by all their callers. */
   #running = 0;
   /** Items in the last batch: how many callers are likely to come back together. */
   #lastSize = 0;
   /** When the last batch ended (or started, while one runs): "recently busy" for the idle rule. */
   #lastActive = Number.NEGATIVE_INFINITY;
+  /** When a slot last freed: items that waited for a slot start waiting for company then. */
+  #slotFreedAt = Number.NEGATIVE_INFINITY;
   #immediate: NodeJS.Immediate | undefined;
   #immediateReason: DispatchReason = "idle";
   /** Items joined the queue since the last end-of-turn check: arrivals have not stopped yet. */
@@ -137,10 +142,16 @@ export class Batcher {
   constructor(
     modelName: string,
     configuration: BatchingConfiguration,
-    options: { itemSchema: ZodType | undefined; run: RunBatch },
+    options: {
+      itemSchema: ZodType | undefined;
+      run: RunBatch;
+      /** The model's `threads`: as many batches may run at once as there are threads. */
+      threads?: number | undefined;
+    },
   ) {
     this.modelName = modelName;
     const { maxBatchSize, maxDelayMs, maxQueueSize } = configuration;
+    const maxConcurrentBatches = configuration.maxConcurrentBatches ?? options.threads ?? 1;
     if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) {
       throw invalid(modelName, `maxBatchSize must be a positive integer, got ${maxBatchSize}`);
     }
@@ -153,9 +164,16 @@ export class Batcher {
     if (maxQueueSize !== undefined && (!Number.isInteger(maxQueueSize) || maxQueueSize < 1)) {
       throw invalid(modelName, `maxQueueSize must be a positive integer, got ${maxQueueSize}`);
     }
+    if (!Number.isInteger(maxConcurrentBatches) || maxConcurrentBatches < 1) {
+      throw invalid(
+        modelName,
+        `maxConcurrentBatches (default: the model's threads, else 1) must be a positive integer, got ${maxConcurrentBatches}`,
+      );
+    }
     this.maxBatchSize = maxBatchSize;
     this.maxDelayMs = maxDelayMs;
     this.maxQueueSize = maxQueueSize ?? defaultQueueSize(maxBatchSize);
+    this.maxConcurrentBatches = maxConcurrentBatches;
     this.#itemSchema = options.itemSchema;
     this.#run = options.run;
   }
@@ -234,7 +252,8 @@ export class Batcher {
 
   /** Arms the one dispatch that the queue's state calls for. */
   #schedule(): void {
-    if (this.#queued === 0) {
+    // With every slot taken nothing is armed: the batch that frees a slot schedules again.
+    if (this.#queued === 0 || this.#running >= this.maxConcurrentBatches) {
       this.#clearTimer();
       return;
     }
@@ -243,24 +262,38 @@ export class Batcher {
       return;
     }
     if (this.#immediate !== undefined) return;
-    // The idle rule (docs/batching.md): the clients the last batch answered come back together,
-    // so once as many items wait as it held, or after a quiet spell, the batch goes as soon as
-    // arrivals stop (#endOfTurn).
-    const idle =
-      this.#running === 0 &&
-      (this.#queued >= this.#lastSize || performance.now() - this.#lastActive > this.maxDelayMs);
-    if (idle) {
+    // The idle rule (docs/batching.md): a slot is free, and the clients the last batch answered
+    // come back together, so once as many items wait as it held, or after a quiet spell, the
+    // batch goes as soon as arrivals stop (#endOfTurn).
+    const now = performance.now();
+    if (this.#queued >= this.#lastSize || now - this.#lastActive > this.maxDelayMs) {
       this.#dispatchSoon("idle");
       return;
     }
     if (this.#timer !== undefined) return;
-    const oldest = this.#queue[this.#head]?.caller.enqueuedAt ?? performance.now();
-    const wait = Math.max(0, oldest + this.maxDelayMs - performance.now());
+    const wait = this.#fillingSince(now) + this.maxDelayMs - now;
+    // A delay already over (maxDelayMs 0) dispatches in this turn, not after the millisecond a
+    // zero timeout takes.
+    if (wait <= 0) {
+      this.#dispatchSoon("delay");
+      return;
+    }
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#dispatch("delay");
       this.#schedule();
     }, wait);
+  }
+
+  /**
+   * Since when the waiting items have waited for their batch to fill: the oldest one's arrival,
+   * or the moment a slot last freed when that is later. While every slot is taken, items wait
+   * for a slot, not for company; when one frees, the clients the ending batch answered are
+   * usually on their way back, and sending the few items that waited at once would split the
+   * crowd into two half batches, each waiting for the other's run, turn after turn.
+   */
+  #fillingSince(fallback: number): number {
+    return Math.max(this.#queue[this.#head]?.caller.enqueuedAt ?? fallback, this.#slotFreedAt);
   }
 
   /**
@@ -288,8 +321,7 @@ export class Batcher {
   readonly #endOfTurn = () => {
     this.#immediate = undefined;
     if (this.#immediateReason === "idle" && this.#arrived) {
-      const oldest = this.#queue[this.#head]?.caller.enqueuedAt ?? Number.NEGATIVE_INFINITY;
-      if (performance.now() - oldest < this.maxDelayMs) {
+      if (performance.now() - this.#fillingSince(Number.NEGATIVE_INFINITY) < this.maxDelayMs) {
         this.#arrived = false;
         this.#immediate = setImmediate(this.#endOfTurn);
         return;
@@ -310,6 +342,7 @@ export class Batcher {
 
   /** Takes up to `maxBatchSize` items from the front of the queue and runs them as one batch. */
   #dispatch(reason: DispatchReason): void {
+    if (this.#running >= this.maxConcurrentBatches) return;
     const batch: unknown[] = [];
     const parts: Part[] = [];
     const now = performance.now();
@@ -346,16 +379,28 @@ export class Batcher {
     this.#lastSize = size;
     this.#lastActive = now;
     const { signal, release } = batchSignal(parts);
+    let holdsSlot = true;
+    const freeSlot = () => {
+      if (!holdsSlot) return;
+      holdsSlot = false;
+      this.#lastActive = performance.now();
+      if (this.#running === this.maxConcurrentBatches) this.#slotFreedAt = this.#lastActive;
+      this.#running--;
+      this.#schedule();
+    };
+    // A batch whose callers have all given up was told to stop through its signal; one that
+    // does not stop must not hold the model's slot, and so the whole model, forever.
+    signal?.addEventListener("abort", freeSlot, { once: true });
     const done = (error?: unknown) => {
       release();
-      this.#running--;
-      this.#lastActive = performance.now();
+      signal?.removeEventListener("abort", freeSlot);
+      freeSlot();
       if (channel.hasSubscribers) {
         const event: BatchEvent = {
           type: "complete",
           model: this.modelName,
           size,
-          durationMs: this.#lastActive - now,
+          durationMs: performance.now() - now,
         };
         if (error !== undefined) event.error = error;
         channel.publish(event);

@@ -672,6 +672,7 @@ export class ModelLibrary {
       itemSchema: cls?.itemSchema,
       batching: configuration.batching,
       batchSize: this.#info(name).batchSize,
+      threads: configuration.threads,
       timeoutMs: this.#timeoutMs(name),
       synchronous: this.#kind(name) === "sync" && !this.#threaded(name) && !awaitsCache,
     });

@@ -13,6 +13,8 @@ export interface RunnerOptions {
   batching: BatchingConfiguration | undefined;
   /** The model's `modelSettings.batchSize`: chunks of a `predictBatch` without batching. */
   batchSize: number | undefined;
+  /** The model's `threads`: as many dynamic batches may run at once. */
+  threads: number | undefined;
   /** 0: no timeout. */
   timeoutMs: number;
   /**
@@ -45,6 +47,7 @@ export class ModelRunner {
     if (options.batching !== undefined) {
       this.batcher = new Batcher(this.name, options.batching, {
         itemSchema: options.itemSchema,
+        threads: options.threads,
         run: (items, context) => this.#many(items, context),
       });
     }

@@ -9,6 +9,11 @@ export interface BatchingConfiguration {
   maxDelayMs: number;
   /** Most items waiting; past it calls fail at once with 503 (`ERR_OVERLOADED`). */
   maxQueueSize?: number;
+  /**
+   * Most batches of this model running at once; while they run, items wait and the next batch
+   * fills. Default 1, or N for a configuration with `threads: N`.
+   */
+  maxConcurrentBatches?: number;
 }
 
 /** How one configuration of a model class is built and served. */

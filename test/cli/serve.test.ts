@@ -18,6 +18,7 @@ t.test("serves the bundled examples by default, over real HTTP", async (t) => {
     "dedup",
     "fingerprint",
     "sentiment",
+    "spam",
     "tokenizer",
   ]);
   const sentiment = await predict(served.url, "sentiment", { text: "Not bad, really great!" });

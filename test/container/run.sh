@@ -4,7 +4,7 @@
 # Builds the image from the Dockerfile, then proves what the Dockerfile promises:
 #   - it runs as an unprivileged user and carries no dev dependencies, sources or tests;
 #   - with no configuration it serves the bundled examples, its HEALTHCHECK reports healthy and
-#     a prediction over HTTP works;
+#     predictions over HTTP work, the ONNX model `spam` included;
 #   - a user's model mounted into the container is served (MODELKIT_MODELS), and on SIGTERM a
 #     request in flight still completes with 200, /readyz turns 503 at once, and the container
 #     exits 0 within the drain delay plus the grace period;
@@ -184,13 +184,21 @@ pass "image declares a HEALTHCHECK on /livez"
 
 # No package that package-lock.json marks dev-only (typescript, tap, biome and everything only
 # they need; a devDependency that production code also needs, like ajv, is not dev-only), and
-# no sources, tests or compiler configuration.
+# no sources, tests or compiler configuration. The optional peer dependencies (onnxruntime-node,
+# which the example `spam` needs) and what they require are there on purpose.
 read -r dev_only direct found < <(podman run --rm "${PODMAN_RUN_FLAGS[@]}" "$image" node -e '
   const fs = require("node:fs");
   const lock = JSON.parse(fs.readFileSync("/app/package-lock.json", "utf8"));
-  const devOnly = Object.keys(lock.packages).filter((p) => p && lock.packages[p].dev);
+  const peers = Object.keys(lock.packages[""].peerDependencies ?? {}).flatMap((name) => [
+    name,
+    ...Object.keys(lock.packages[`node_modules/${name}`]?.dependencies ?? {}),
+  ]);
+  const shipped = new Set(peers.map((name) => `node_modules/${name}`));
+  const devOnly = Object.keys(lock.packages).filter(
+    (p) => p && lock.packages[p].dev && !shipped.has(p),
+  );
   const direct = Object.keys(lock.packages[""].devDependencies ?? {}).filter(
-    (name) => lock.packages[`node_modules/${name}`]?.dev,
+    (name) => lock.packages[`node_modules/${name}`]?.dev && !shipped.has(`node_modules/${name}`),
   );
   const found = [...devOnly, ...process.argv.slice(1)].filter((p) => fs.existsSync(`/app/${p}`));
   console.log(devOnly.length, direct.join(",") || "-", found.join(",") || "-");
@@ -198,7 +206,7 @@ read -r dev_only direct found < <(podman run --rm "${PODMAN_RUN_FLAGS[@]}" "$ima
 [[ "$dev_only" =~ ^[0-9]+$ && "$dev_only" -gt 0 ]] ||
   fail "package-lock.json lists dev-only packages" "got '$dev_only'"
 [[ "$found" == - ]] || fail "no dev dependencies, sources or tests in /app" "found: ${found//,/ }"
-pass "no dev dependencies in /app: none of the $dev_only dev-only packages (${direct//,/, } and theirs); no sources or tests"
+pass "no dev dependencies in /app: none of the $dev_only dev-only packages (${direct//,/, } and theirs); no sources or tests; onnxruntime-node, an optional peer, is there for spam"
 
 # ---------------------------------------------------------------------------------------------
 # Out of the box: the bundled examples, HEALTHCHECK, a prediction, a clean stop. Run as
@@ -234,6 +242,15 @@ for text in 'Hello,  CONTAINER world!' 'hello container world'; do
 done
 [[ "${keys[0]}" == "${keys[1]}" ]] || fail "dedup gives equal texts one key" "keys ${keys[*]}"
 pass "POST /predict/dedup (sync model -> async model in a worker thread) answers key ${keys[0]}"
+
+# spam is a neural network served by onnxruntime-node: proves the image carries the trained
+# model (built in the build stage) and the runtime's native library for this platform.
+code="$(http POST "http://127.0.0.1:$port/predict/spam" \
+  '{"subject": "You have WON a FREE cruise!!!", "body": "Congratulations! Click here to claim your prize now. Limited time offer."}')"
+body="$(cat "$tmp/body")"
+[[ "$code" == 200 && "$body" =~ \{\"label\":\"spam\",\"spamProbability\":0\.9[0-9]*\} ]] ||
+  fail "POST /predict/spam (ONNX model, onnxruntime-node)" "status $code, body $body"
+pass "POST /predict/spam (ONNX model, onnxruntime-node) answers $body"
 
 podman stop --time 30 "$examples" >/dev/null 2>&1
 exit_code="$(podman inspect --format '{{.State.ExitCode}}' "$examples")"

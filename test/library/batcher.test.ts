@@ -2,12 +2,14 @@ import { type BatchEvent, ModelLibrary, onBatchEvent } from "modelkit-ts";
 import t, { type Test } from "tap";
 import * as fixtures from "../../dist/test/fixtures/batch-models.js";
 
-const { batchCalls } = fixtures;
+const { batchCalls, held } = fixtures;
+// By specifier: a configuration with threads runs on threads, which import its module again.
+const FIXTURES = new URL("../../dist/test/fixtures/batch-models.js", import.meta.url).href;
 type Echo = { id: number; double: number };
 
 function library(options: Omit<ConstructorParameters<typeof ModelLibrary>[0], "models"> = {}) {
   for (const name of Object.keys(batchCalls)) delete batchCalls[name];
-  return new ModelLibrary({ models: [fixtures], ...options });
+  return new ModelLibrary({ models: [FIXTURES], ...options });
 }
 
 /** Records the batch events of one test. */
@@ -15,6 +17,26 @@ function watchEvents(t: Test): BatchEvent[] {
   const events: BatchEvent[] = [];
   t.teardown(onBatchEvent((event) => events.push(event)));
   return events;
+}
+
+/** Resolves once `ready()` holds; fails the test after `ms` (a loaded machine is slow, not stuck). */
+async function until(what: string, ready: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!ready()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+/** The most batches that ran at once, from the dispatch and complete events. */
+function mostInFlight(events: readonly BatchEvent[]): number {
+  let running = 0;
+  let most = 0;
+  for (const event of events) {
+    if (event.type === "dispatch") most = Math.max(most, ++running);
+    if (event.type === "complete") running--;
+  }
+  return most;
 }
 
 const ids = (n: number, from = 0) => Array.from({ length: n }, (_, i) => ({ id: from + i }));
@@ -306,6 +328,121 @@ t.test("sync models batch through the default _predictBatch", async (t) => {
   await t.rejects(lib.predict("batched_square", "7"), { code: "ERR_ITEM_VALIDATION" });
 });
 
+t.test(
+  "one batch runs at a time by default: items that arrive meanwhile fill the next",
+  async (t) => {
+    // A backend that serves one call at a time (one inference session, one accelerator): batches
+    // sent while one runs would only queue behind it, each smaller than it could have been.
+    const lib = library({ requiredModels: ["batched_echo_big"] });
+    t.teardown(() => lib.close());
+    await lib.load();
+    const events = watchEvents(t);
+    const first = lib.predict<Echo>("batched_echo_big", { id: 0, hold: true });
+    await until("the first batch to start", () => held.length === 1);
+    // Each arrives after the 2 ms maxDelayMs has passed for the one before.
+    const later: Promise<Echo>[] = [];
+    for (const item of ids(10, 1)) {
+      later.push(lib.predict<Echo>("batched_echo_big", item));
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+    held.shift()?.();
+    t.same(await first, { id: 0, double: 0 });
+    t.same(
+      (await Promise.all(later)).map((p) => p.id),
+      ids(10, 1).map((i) => i.id),
+    );
+    t.same(sizes("batched_echo_big"), [1, 10], "the ten waited and went as one batch");
+    t.equal(mostInFlight(events), 1);
+  },
+);
+
+t.test("items that waited for a slot wait for the crowd the ending batch answered", async (t) => {
+  // Over HTTP the clients of a batch send their next requests a few turns after their answers:
+  // sending the few items that waited for the slot at once would split the clients into two
+  // half batches, each waiting for the other's run, turn after turn.
+  const lib = library({ requiredModels: ["batched_echo_big"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const crowd = lib.predictBatch<Echo>("batched_echo_big", [{ id: 0, hold: true }, ...ids(2, 1)]);
+  await until("the crowd's batch to start", () => held.length === 1);
+  const waiting = lib.predict<Echo>("batched_echo_big", { id: 10 });
+  // Longer than maxDelayMs (2 ms): the item has waited out its delay by the time the slot frees.
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  held.shift()?.();
+  t.equal((await crowd).length, 3);
+  await new Promise(setImmediate); // the crowd's next requests come a turn later
+  const back = lib.predictBatch<Echo>("batched_echo_big", ids(3, 20));
+  t.same(await waiting, { id: 10, double: 20 });
+  t.equal((await back).length, 3);
+  t.same(sizes("batched_echo_big"), [3, 4], "the one that waited went with the crowd");
+});
+
+for (const [what, configuration, limit] of [
+  ["threads: 2 lets 2 batches run at once", { threads: 2 }, 2],
+  [
+    "maxConcurrentBatches: 3 lets 3 batches run at once",
+    { batching: { maxBatchSize: 64, maxDelayMs: 2, maxConcurrentBatches: 3 } },
+    3,
+  ],
+  [
+    "maxConcurrentBatches wins over threads",
+    { threads: 4, batching: { maxBatchSize: 64, maxDelayMs: 2, maxConcurrentBatches: 1 } },
+    1,
+  ],
+] as const) {
+  t.test(what, async (t) => {
+    // Batches that wait for their caller's signal: the test ends them, whichever thread runs them.
+    const lib = library({
+      requiredModels: ["batched_echo_big"],
+      configuration: { batched_echo_big: configuration },
+    });
+    t.teardown(() => lib.close());
+    await lib.load();
+    const events = watchEvents(t);
+    const dispatched = () => events.filter((e) => e.type === "dispatch").length;
+    const callers: { controller: AbortController; call: Promise<unknown> }[] = [];
+    for (let id = 0; id < limit; id++) {
+      const controller = new AbortController();
+      const call = lib.predict(
+        "batched_echo_big",
+        { id, hang: true },
+        { signal: controller.signal },
+      );
+      callers.push({ controller, call: call.catch((error: unknown) => error) });
+      await until(`batch ${id + 1} to start`, () => dispatched() === id + 1);
+    }
+    const waiting = lib.predict<Echo>("batched_echo_big", { id: 100 });
+    // Long past maxDelayMs: a free slot would have taken the item by now.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    callers[0]?.controller.abort(new Error("caller gone"));
+    t.same(await waiting, { id: 100, double: 200 });
+    for (const { controller } of callers) controller.abort(new Error("caller gone"));
+    for (const { call } of callers) t.match(await call, { message: "caller gone" });
+    t.equal(mostInFlight(events), limit, `${limit} at once, never more`);
+    const order = events.flatMap((e) =>
+      e.type === "dispatch" ? [`dispatch ${e.size}`] : e.type === "complete" ? ["complete"] : [],
+    );
+    t.same(
+      order.slice(0, limit + 2),
+      [...Array(limit).fill("dispatch 1"), "complete", "dispatch 1"],
+      "the waiting item went when the first batch gave its slot back",
+    );
+  });
+}
+
+t.test("a batch that ignores its aborted signal does not hold the model's slot", async (t) => {
+  const lib = library({
+    requiredModels: ["batched_echo"],
+    configuration: { batched_echo: { timeoutMs: 50 } },
+  });
+  t.teardown(() => lib.close());
+  await lib.load();
+  await t.rejects(lib.predict("batched_echo", { id: 1, stuck: true }), {
+    code: "ERR_PREDICTION_TIMEOUT",
+  });
+  t.same(await lib.predict("batched_echo", { id: 2 }), { id: 2, double: 4 });
+});
+
 t.test("an invalid batching configuration is refused with ERR_INVALID_SETTINGS", async (t) => {
   const lib = library({
     requiredModels: ["batched_echo"],
@@ -318,3 +455,33 @@ t.test("an invalid batching configuration is refused with ERR_INVALID_SETTINGS",
     message: /maxBatchSize must be a positive integer/,
   });
 });
+
+t.test(
+  "an invalid maxConcurrentBatches or threads is refused with ERR_INVALID_SETTINGS",
+  async (t) => {
+    for (const configuration of [
+      { batching: { maxBatchSize: 4, maxDelayMs: 1, maxConcurrentBatches: 0 } },
+      { batching: { maxBatchSize: 4, maxDelayMs: 1, maxConcurrentBatches: 1.5 } },
+    ]) {
+      const lib = library({
+        requiredModels: ["batched_echo"],
+        configuration: { batched_echo: configuration },
+      });
+      await lib.load();
+      await t.rejects(lib.predict("batched_echo", { id: 1 }), {
+        code: "ERR_INVALID_SETTINGS",
+        message: /maxConcurrentBatches .* must be a positive integer/,
+      });
+      await lib.close();
+    }
+    const threads = library({
+      requiredModels: ["batched_echo"],
+      configuration: { batched_echo: { threads: -1 } },
+    });
+    await t.rejects(threads.load(), {
+      code: "ERR_INVALID_SETTINGS",
+      message: /threads must be an integer from 1 to 256/,
+    });
+    await threads.close();
+  },
+);

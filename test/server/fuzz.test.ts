@@ -28,9 +28,16 @@ const text = fc.oneof(
     })
     .map((words) => words.join(" ")),
 );
-/** Items each example model accepts: the tokenizer takes a string, the others `{ text }`. */
+/**
+ * Items each example model accepts: the tokenizer takes a string, spam `{ subject, body }`, the
+ * others `{ text }`.
+ */
 const validItem = (model: string): fc.Arbitrary<unknown> =>
-  model === "tokenizer" ? text : fc.record({ text: text.filter((s) => s.length > 0) });
+  model === "tokenizer"
+    ? text
+    : model === "spam"
+      ? fc.record({ subject: text, body: text })
+      : fc.record({ text: text.filter((s) => s.length > 0) });
 const randomItem = fc.oneof(
   fc.record({ text: fc.jsonValue() }),
   fc.dictionary(fc.string({ maxLength: 12 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 4 }),
