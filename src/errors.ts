@@ -24,6 +24,11 @@ export const ERROR_CODES = {
   ERR_BODY_TOO_LARGE: { status: 413, title: "Request body too large" },
   ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
   ERR_NOT_READY: { status: 503, title: "Service not ready" },
+  ERR_REMOTE_UNREACHABLE: { status: 502, title: "Remote service unreachable" },
+  ERR_REMOTE_ERROR: { status: 502, title: "Remote service answered an error" },
+  ERR_REMOTE_BAD_RESPONSE: { status: 502, title: "Remote service answer unusable" },
+  ERR_REMOTE_TIMEOUT: { status: 504, title: "Remote service timed out" },
+  ERR_CIRCUIT_OPEN: { status: 503, title: "Remote service circuit open" },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

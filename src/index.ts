@@ -8,6 +8,14 @@ export type {
   PredictionCache,
   PredictionCacheEvents,
 } from "./cache/prediction-cache.js";
+export { DistantHttpModel } from "./distant/distant-http-model.js";
+export { RemoteError, type RemoteProblem } from "./distant/errors.js";
+export {
+  type CircuitState,
+  DISTANT_CHANNEL,
+  type DistantEvent,
+  onDistantEvent,
+} from "./distant/events.js";
 export {
   didYouMean,
   ERROR_CODES,
@@ -40,4 +48,5 @@ export type {
   ModelState,
   PredictContext,
   PredictOptions,
+  TraceContext,
 } from "./model/types.js";

@@ -4,7 +4,7 @@ import { ModelkitError } from "../errors.js";
 import type { AsyncModel } from "../model/async-model.js";
 import type { BaseModel } from "../model/base.js";
 import type { Model } from "../model/model.js";
-import type { ModelClassStatics, PredictOptions } from "../model/types.js";
+import type { ModelClassStatics, PredictOptions, TraceContext } from "../model/types.js";
 import { Batcher } from "./batcher.js";
 
 /** One model's predict and predictBatch, as the library's async path must call them. */
@@ -92,6 +92,10 @@ class TimeoutOptions implements PredictOptions {
 
   get forceCompute(): boolean {
     return this.#caller.forceCompute ?? false;
+  }
+
+  get trace(): TraceContext {
+    return this.#caller.trace as TraceContext;
   }
 
   get signal(): AbortSignal {

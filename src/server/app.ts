@@ -5,6 +5,7 @@ import Fastify, {
   type FastifyPluginCallback,
   type FastifyServerOptions,
 } from "fastify";
+import { logCircuitChanges } from "../distant/events.js";
 import type { ModelLibrary } from "../library/library.js";
 import { installJsonBody } from "./json-body.js";
 import { requestIdOf, requestLogging } from "./logging.js";
@@ -114,6 +115,8 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     sendProblem(reply, makeProblem("ERR_NOT_FOUND", request.id, detail));
   });
   if (options.closeLibrary ?? true) app.addHook("onClose", () => library.close());
+  const stopCircuitLog = logCircuitChanges(app.log, (model) => library.has(model));
+  app.addHook("onClose", async () => stopCircuitLog());
 
   const maxBatchItems = options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS;
   await registerOpenApi(app, { library, docs: options.docs ?? true, maxBatchItems });

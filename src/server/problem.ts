@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
+import type { RemoteProblem } from "../distant/errors.js";
 import { ERROR_CODES, type ErrorCode, type ValidationIssue } from "../errors.js";
 
 /** The media type of every error answer (RFC 9457). */
@@ -15,6 +16,8 @@ export interface Problem {
   instance?: string;
   /** Item validation only: zod issues; in a batch each path starts with the item's index. */
   issues?: ValidationIssue[];
+  /** A distant model's failure: the problem the remote service answered with. */
+  remote?: RemoteProblem;
 }
 
 /** Seconds a client should wait before retrying a 503 (not ready, draining, overloaded). */
@@ -49,11 +52,12 @@ function isErrorCode(code: unknown): code is ErrorCode {
 /**
  * The problem an error becomes. Library errors keep their code and message; anything else a
  * model throws is `ERR_PREDICTION_FAILED` with the error's message as detail. Never a stack:
- * the log has it, under the same requestId.
+ * the log has it, under the same requestId. `model` is the model the request named.
  */
-export function problemOf(error: unknown, requestId: string): Problem {
+export function problemOf(error: unknown, requestId: string, model?: string): Problem {
   const raw = (error as { code?: unknown } | null)?.code;
   const mapped = typeof raw === "string" ? (FASTIFY_CODES[raw] ?? raw) : undefined;
+  if (mapped === "ERR_REMOTE_ERROR") return remoteProblem(error as RemoteFailure, requestId, model);
   if (isErrorCode(mapped)) {
     const message = mapped === raw ? (error as Error).message : undefined;
     const problem = makeProblem(mapped, requestId, DETAILS[mapped] ?? message);
@@ -70,6 +74,28 @@ export function problemOf(error: unknown, requestId: string): Problem {
   }
   const message = error instanceof Error ? error.message : undefined;
   return makeProblem("ERR_PREDICTION_FAILED", requestId, message || undefined);
+}
+
+type RemoteFailure = Error & { modelName?: unknown; remote?: RemoteProblem };
+
+/**
+ * A remote's error answer (docs/distant.md): its 422 is the caller's own 422 when the caller's
+ * item went to the remote unchanged, which is when the model called is the distant model
+ * itself; any other error answer is a 502 with the remote's problem inside.
+ */
+function remoteProblem(
+  error: RemoteFailure,
+  requestId: string,
+  model: string | undefined,
+): Problem {
+  const remote = error.remote;
+  if (remote?.status === 422 && model !== undefined && error.modelName === model) {
+    const problem = makeProblem("ERR_ITEM_VALIDATION", requestId, remote.detail);
+    if (remote.issues !== undefined) problem.issues = remote.issues;
+    return { ...problem, remote };
+  }
+  const problem = makeProblem("ERR_REMOTE_ERROR", requestId, error.message);
+  return remote === undefined ? problem : { ...problem, remote };
 }
 
 export function makeProblem(code: ErrorCode, requestId: string, detail?: string): Problem {
@@ -99,7 +125,8 @@ export function sendProblem(reply: FastifyReply, problem: Problem): FastifyReply
 
 /** The app's error handler: every error becomes a problem; server faults are logged in full. */
 export function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
-  const problem = problemOf(error, request.id);
+  const model = (request.params as { model?: unknown } | undefined)?.model;
+  const problem = problemOf(error, request.id, typeof model === "string" ? model : undefined);
   if (problem.status >= 500) {
     request.log.error({ err: error, code: problem.code }, "request failed");
   } else {

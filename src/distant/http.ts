@@ -1,0 +1,271 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Dispatcher } from "undici";
+import type { CircuitBreaker } from "./breaker.js";
+import {
+  describeProblem,
+  RemoteError,
+  type RemoteErrorCode,
+  type RemoteProblem,
+  remoteProblemOf,
+} from "./errors.js";
+import { publishDistantEvent } from "./events.js";
+import { isJsonType, parseJson, readBounded, UnusableAnswer } from "./response.js";
+
+/**
+ * One JSON POST to a remote service, as distant models and the client make it: attempts within
+ * a deadline, retries of what a retry can fix, bounded answers, errors that keep the remote's
+ * problem. Written once for both.
+ */
+
+/** Where a call goes: the pool of the URL's origin, the path with its query. */
+export interface Target {
+  readonly dispatcher: Dispatcher;
+  /** Path and query string, e.g. "/predict/sentiment?version=2". */
+  readonly path: string;
+  /** The URL without its query, for errors and logs (a query may hold a key). */
+  readonly endpoint: string;
+}
+
+export interface CallPolicy {
+  /** Retries after the first attempt, for connection failures, 502, 503 and 504. */
+  readonly retries: number;
+  /** The whole call's budget, retries and their waits included. */
+  readonly timeoutMs: number;
+  /** Largest answer read, in bytes. */
+  readonly maxResponseBytes: number;
+  readonly breaker?: CircuitBreaker | undefined;
+  /** Who calls, for errors and events: the model's configuration key. */
+  readonly modelName?: string | undefined;
+}
+
+/** Statuses a retry can fix: the remote (or a proxy before it) is down, overloaded or slow. */
+const RETRIED_STATUSES = new Set([502, 503, 504]);
+// Full jitter (a uniform wait in [0, min(cap, base * 2^n))): concurrent callers that failed
+// together do not come back together.
+const BACKOFF_BASE_MS = 50;
+const BACKOFF_CAP_MS = 2000;
+/** An error answer is read for its problem, no further. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+const ACCEPT = "application/json, application/problem+json";
+
+/** The reason the call's own deadline aborts its signal with. */
+const DEADLINE = Symbol("deadline");
+
+type Outcome =
+  | { kind: "value"; value: unknown }
+  | { kind: "answer"; problem: RemoteProblem; retryAfterMs: number | undefined }
+  | { kind: "unusable"; reason: string }
+  | { kind: "unreachable"; cause: unknown };
+
+/**
+ * POSTs `body` (JSON text) to `target` and returns the parsed JSON answer of a 2xx. Throws a
+ * `RemoteError`, or the reason of `signal` when the caller gave up first.
+ */
+export async function postJson(
+  target: Target,
+  body: string,
+  headers: Record<string, string>,
+  policy: CallPolicy,
+  signal?: AbortSignal,
+): Promise<unknown> {
+  if (signal?.aborted) throw signal.reason;
+  const started = performance.now();
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(DEADLINE), policy.timeoutMs);
+  const onAbort = () => controller.abort(signal?.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const fail = (code: RemoteErrorCode, message: string, attempts: number, extra = {}) =>
+    new RemoteError(code, `${policy.modelName ?? target.endpoint}: ${message}`, {
+      modelName: policy.modelName,
+      endpoint: target.endpoint,
+      attempts,
+      ...extra,
+    });
+  const request: Dispatcher.RequestOptions = {
+    path: target.path,
+    method: "POST",
+    headers: { ...headers, "content-type": "application/json", accept: ACCEPT },
+    body,
+    signal: controller.signal,
+  };
+  const { breaker } = policy;
+  let last: Outcome | undefined;
+  try {
+    for (let attempt = 1; ; attempt++) {
+      if (breaker !== undefined && !breaker.admit()) {
+        // Mid-call, the last failure says more than "circuit open".
+        if (last !== undefined) throw finalError(last, attempt - 1);
+        throw fail(
+          "ERR_CIRCUIT_OPEN",
+          `the remote is failing: calls fail fast for ${Math.ceil(breaker.retryInMs())} ms more, then one probe goes`,
+          0,
+        );
+      }
+      let outcome: Outcome;
+      try {
+        outcome = await attemptOnce(target.dispatcher, request, policy.maxResponseBytes);
+      } catch (error) {
+        if (!controller.signal.aborted) throw error;
+        breaker?.released();
+        if (controller.signal.reason !== DEADLINE) throw controller.signal.reason;
+        breaker?.failed();
+        throw timedOut(attempt, last);
+      }
+      if (outcome.kind === "value") {
+        breaker?.succeeded();
+        return outcome.value;
+      }
+      last = outcome;
+      const status = outcome.kind === "answer" ? outcome.problem.status : undefined;
+      // A 4xx is the remote judging the request: it is up, and the same request fails again.
+      if (status !== undefined && status < 500) breaker?.succeeded();
+      else breaker?.failed();
+      const retryable =
+        outcome.kind === "unreachable" ||
+        (outcome.kind === "answer" && RETRIED_STATUSES.has(outcome.problem.status));
+      if (!retryable || attempt > policy.retries) throw finalError(outcome, attempt);
+      const retryAfterMs = outcome.kind === "answer" ? outcome.retryAfterMs : undefined;
+      const delayMs =
+        retryAfterMs ??
+        Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1));
+      const left = started + policy.timeoutMs - performance.now();
+      if (delayMs >= left) {
+        const wait =
+          retryAfterMs === undefined
+            ? ""
+            : ` (Retry-After ${Math.ceil(retryAfterMs / 1000)} s is past the ${Math.round(left)} ms left)`;
+        throw finalError(outcome, attempt, wait);
+      }
+      publishDistantEvent(() => ({
+        type: "retry",
+        model: policy.modelName ?? "",
+        endpoint: target.endpoint,
+        attempt: attempt + 1,
+        delayMs,
+        reason: status === undefined ? "unreachable" : String(status),
+      }));
+      try {
+        await sleep(delayMs, undefined, { signal: controller.signal });
+      } catch {
+        if (controller.signal.reason !== DEADLINE) throw controller.signal.reason;
+        throw timedOut(attempt, last);
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+  }
+
+  function timedOut(attempts: number, previous: Outcome | undefined): RemoteError {
+    const remote = previous?.kind === "answer" ? previous.problem : undefined;
+    return fail(
+      "ERR_REMOTE_TIMEOUT",
+      `the remote did not answer within ${policy.timeoutMs} ms (${plural(attempts, "attempt")})`,
+      attempts,
+      { remote },
+    );
+  }
+
+  function finalError(outcome: Outcome, attempts: number, note = ""): RemoteError {
+    const tries = attempts > 1 ? ` after ${plural(attempts, "attempt")}` : "";
+    switch (outcome.kind) {
+      case "answer":
+        return fail(
+          "ERR_REMOTE_ERROR",
+          `the remote answered ${describeProblem(outcome.problem)}${tries}${note}`,
+          attempts,
+          {
+            remote: outcome.problem,
+          },
+        );
+      case "unreachable":
+        return fail(
+          "ERR_REMOTE_UNREACHABLE",
+          `the remote is unreachable${tries}: ${messageOf(outcome.cause)}`,
+          attempts,
+          { cause: outcome.cause },
+        );
+      case "unusable":
+        return fail(
+          "ERR_REMOTE_BAD_RESPONSE",
+          `the remote's answer is unusable: ${outcome.reason}`,
+          attempts,
+        );
+      case "value":
+        throw new TypeError("a successful outcome is not an error");
+    }
+  }
+}
+
+/** One request and its answer, read within bounds. Throws only when the signal aborted it. */
+async function attemptOnce(
+  dispatcher: Dispatcher,
+  request: Dispatcher.RequestOptions,
+  maxResponseBytes: number,
+): Promise<Outcome> {
+  let response: Dispatcher.ResponseData;
+  try {
+    response = await dispatcher.request(request);
+  } catch (error) {
+    if (request.signal !== undefined && (request.signal as AbortSignal).aborted) throw error;
+    return { kind: "unreachable", cause: error };
+  }
+  const { statusCode, headers, body } = response;
+  try {
+    if (statusCode >= 200 && statusCode < 300) {
+      if (!isJsonType(headers)) {
+        body.destroy();
+        const type = headers["content-type"] ?? "none";
+        return { kind: "unusable", reason: `content type ${String(type)}, not JSON` };
+      }
+      return {
+        kind: "value",
+        value: parseJson(await readBounded(body, headers, maxResponseBytes)),
+      };
+    }
+    let parsed: unknown;
+    if (isJsonType(headers)) {
+      try {
+        parsed = parseJson(await readBounded(body, headers, MAX_ERROR_BODY_BYTES));
+      } catch (error) {
+        if (!(error instanceof UnusableAnswer)) throw error;
+      }
+    } else {
+      body.destroy();
+    }
+    return {
+      kind: "answer",
+      problem: remoteProblemOf(statusCode, parsed),
+      retryAfterMs: retryAfterMsOf(headers["retry-after"]),
+    };
+  } catch (error) {
+    if ((request.signal as AbortSignal | undefined)?.aborted) throw error;
+    if (error instanceof UnusableAnswer) return { kind: "unusable", reason: error.message };
+    // The connection broke while the answer was read.
+    return { kind: "unreachable", cause: error };
+  }
+}
+
+/** `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP date, in milliseconds. */
+export function retryAfterMsOf(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== "string") return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+/** "ECONNREFUSED connect ECONNREFUSED 127.0.0.1:9" from any thrown value, even one whose properties throw. */
+export function messageOf(error: unknown): string {
+  try {
+    const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+    const text = typeof message === "string" && message !== "" ? message : String(error);
+    return typeof code === "string" && !text.includes(code) ? `${code} ${text}` : text;
+  } catch {
+    return "an error that cannot be described";
+  }
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
