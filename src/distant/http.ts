@@ -9,7 +9,7 @@ import {
   remoteProblemOf,
 } from "./errors.js";
 import { publishDistantEvent } from "./events.js";
-import { isJsonType, parseJson, readBounded, UnusableAnswer } from "./response.js";
+import { discard, isJsonType, parseJson, readBounded, UnusableAnswer } from "./response.js";
 
 /**
  * One JSON POST to a remote service, as distant models and the client make it: attempts within
@@ -215,7 +215,7 @@ async function attemptOnce(
   try {
     if (statusCode >= 200 && statusCode < 300) {
       if (!isJsonType(headers)) {
-        body.destroy();
+        discard(body);
         const type = headers["content-type"] ?? "none";
         return { kind: "unusable", reason: `content type ${String(type)}, not JSON` };
       }
@@ -232,7 +232,7 @@ async function attemptOnce(
         if (!(error instanceof UnusableAnswer)) throw error;
       }
     } else {
-      body.destroy();
+      discard(body);
     }
     return {
       kind: "answer",

@@ -30,6 +30,17 @@ export function isJsonType(headers: IncomingHttpHeaders): boolean {
 }
 
 /**
+ * Drops an answer's body unread, closing its connection. Destroyed unread, undici's body emits
+ * an "aborted" error; it is expected here, so it is listened to rather than left uncaught.
+ */
+export function discard(body: Dispatcher.ResponseData["body"]): void {
+  body.on("error", ignore);
+  body.destroy();
+}
+
+function ignore(): void {}
+
+/**
  * The body as bytes, refused past `limit` (declared or counted) without reading the rest: the
  * stream is destroyed, which closes that connection.
  */
@@ -40,7 +51,7 @@ export async function readBounded(
 ): Promise<Buffer> {
   const declared = Number(headers["content-length"]);
   if (declared > limit) {
-    body.destroy();
+    discard(body);
     throw new UnusableAnswer(`the answer declares ${declared} bytes, over the ${limit} allowed`);
   }
   const chunks: Buffer[] = [];
@@ -48,7 +59,7 @@ export async function readBounded(
   for await (const chunk of body as AsyncIterable<Buffer>) {
     size += chunk.length;
     if (size > limit) {
-      body.destroy();
+      discard(body);
       throw new UnusableAnswer(`the answer is over the ${limit} bytes allowed`);
     }
     chunks.push(chunk);

@@ -99,10 +99,12 @@ export function targetOf(
 ): { origin: string; path: string; endpoint: string } {
   const parsed = new URL(url);
   for (const [name, value] of Object.entries(params)) {
-    parsed.searchParams.delete(name);
-    for (const one of Array.isArray(value) ? value : [value]) {
-      parsed.searchParams.append(name, String(one));
+    if (!Array.isArray(value)) {
+      parsed.searchParams.set(name, String(value));
+      continue;
     }
+    parsed.searchParams.delete(name);
+    for (const one of value) parsed.searchParams.append(name, String(one));
   }
   return {
     origin: parsed.origin,

@@ -2,9 +2,8 @@
 // `@ts-expect-error` line must fail to compile, every other line must compile.
 import { type ClientError, createClient, type ModelCatalog } from "modelkit-ts/client";
 
-type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2
-  ? true
-  : false;
+type Equal<A, B> =
+  (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 const expectType = <T extends true>(_: T) => undefined;
 
 type Examples = typeof import("../../examples/models.js");
