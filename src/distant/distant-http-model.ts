@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { ValidationError } from "../errors.js";
 import { AsyncModel } from "../model/async-model.js";
 import type { ModelDescription, ModelOptions, PredictContext } from "../model/types.js";
@@ -105,14 +106,16 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
     items: TItem[],
     context: PredictContext,
   ): Promise<TReturn[]> {
-    const headers = { ...this.#settings.headers, ...traceHeaders(context.trace) };
+    const trace = traceHeaders(context.trace);
     const single = this.#single as Target;
     if (items.length === 1)
-      return [(await this.#post(single, items[0], headers, context.signal)) as TReturn];
+      return [(await this.#post(single, items[0], trace, context.signal)) as TReturn];
     if (this.#batch !== undefined) {
-      return (await this.#post(this.#batch, items, headers, context.signal)) as TReturn[];
+      return (await this.#post(this.#batch, items, trace, context.signal)) as TReturn[];
     }
     const controller = new AbortController();
+    // One listener per item's call, by design: not the leak Node warns of past ten.
+    setMaxListeners(items.length + 1, controller.signal);
     const outer = context.signal;
     const onAbort = () => controller.abort(outer?.reason);
     if (outer?.aborted) onAbort();
@@ -120,7 +123,7 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
     try {
       return (await Promise.all(
         items.map((item) =>
-          this.#post(single, item, headers, controller.signal).catch((error: unknown) => {
+          this.#post(single, item, trace, controller.signal).catch((error: unknown) => {
             controller.abort(error);
             throw error;
           }),
@@ -134,9 +137,10 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
   #post(
     target: Target,
     value: unknown,
-    headers: Record<string, string>,
+    trace: Record<string, string>,
     signal: AbortSignal | undefined,
   ): Promise<unknown> {
+    const headers = { ...this.#settings.headers, ...trace };
     return postJson(target, this.#json(value), headers, this.#policy, signal);
   }
 

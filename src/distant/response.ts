@@ -16,24 +16,22 @@ export class UnusableAnswer extends Error {
 /** Deepest nesting of arrays and objects accepted in an answer. */
 export const MAX_JSON_DEPTH = 128;
 
-/** The media type without parameters, lowercased: "application/json". */
-function mediaTypeOf(headers: IncomingHttpHeaders): string | undefined {
-  const value = headers["content-type"];
-  if (typeof value !== "string") return undefined;
-  return value.split(";", 1)[0]?.trim().toLowerCase();
-}
+type Body = Dispatcher.ResponseData["body"];
 
-/** application/json and every `+json` type (application/problem+json among them). */
+// application/json and every `+json` type (application/problem+json among them), parameters
+// allowed: one test, no allocation.
+const JSON_TYPE = /^\s*application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i;
+
 export function isJsonType(headers: IncomingHttpHeaders): boolean {
-  const type = mediaTypeOf(headers);
-  return type !== undefined && (type === "application/json" || type.endsWith("+json"));
+  const value = headers["content-type"];
+  return typeof value === "string" && JSON_TYPE.test(value);
 }
 
 /**
  * Drops an answer's body unread, closing its connection. Destroyed unread, undici's body emits
  * an "aborted" error; it is expected here, so it is listened to rather than left uncaught.
  */
-export function discard(body: Dispatcher.ResponseData["body"]): void {
+export function discard(body: Body): void {
   body.on("error", ignore);
   body.destroy();
 }
@@ -41,19 +39,28 @@ export function discard(body: Dispatcher.ResponseData["body"]): void {
 function ignore(): void {}
 
 /**
- * The body as bytes, refused past `limit` (declared or counted) without reading the rest: the
- * stream is destroyed, which closes that connection.
+ * The body as text, refused past `limit` bytes without reading the rest (the stream is
+ * destroyed, which closes that connection). A declared length within the limit is read whole:
+ * the HTTP parser never delivers more than it.
  */
-export async function readBounded(
-  body: Dispatcher.ResponseData["body"],
+export function readBounded(
+  body: Body,
   headers: IncomingHttpHeaders,
   limit: number,
-): Promise<Buffer> {
-  const declared = Number(headers["content-length"]);
+): Promise<string> {
+  const length = headers["content-length"];
+  const declared = length === undefined ? Number.NaN : Number(length);
+  if (declared <= limit) return body.text();
   if (declared > limit) {
     discard(body);
-    throw new UnusableAnswer(`the answer declares ${declared} bytes, over the ${limit} allowed`);
+    return Promise.reject(
+      new UnusableAnswer(`the answer declares ${declared} bytes, over the ${limit} allowed`),
+    );
   }
+  return readCounting(body, limit);
+}
+
+async function readCounting(body: Body, limit: number): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -64,45 +71,42 @@ export async function readBounded(
     }
     chunks.push(chunk);
   }
-  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
+  return Buffer.concat(chunks, size).toString("utf8");
 }
 
 /**
- * True when brackets nest deeper than `max` outside strings. Linear and allocation-free; a body
+ * True when brackets nest deeper than `max` outside strings. Linear and allocation-free; a text
  * shorter than twice the bound cannot nest that deep and is not scanned.
  */
-export function nestsDeeperThan(bytes: Buffer, max: number): boolean {
-  if (bytes.length <= 2 * max) return false;
+export function nestsDeeperThan(text: string, max: number): boolean {
+  if (text.length <= 2 * max) return false;
   let depth = 0;
   let inString = false;
-  for (let i = 0; i < bytes.length; i++) {
-    const byte = bytes[i];
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
     if (inString) {
-      if (byte === 0x5c)
-        i++; // a backslash escapes the next byte
-      else if (byte === 0x22) inString = false;
-    } else if (byte === 0x22) inString = true;
-    else if (byte === 0x5b || byte === 0x7b) {
+      if (code === 0x5c)
+        i++; // a backslash escapes the next character
+      else if (code === 0x22) inString = false;
+    } else if (code === 0x22) inString = true;
+    else if (code === 0x5b || code === 0x7b) {
       if (++depth > max) return true;
-    } else if (byte === 0x5d || byte === 0x7d) depth--;
+    } else if (code === 0x5d || code === 0x7d) depth--;
   }
   return false;
 }
 
 /**
- * The JSON value of an answer's bytes. Keys `__proto__` and `constructor.prototype` are refused
- * as the server refuses them in requests (secure-json-parse), so that a remote cannot poison the
+ * The JSON value of an answer. Keys `__proto__` and `constructor.prototype` are refused as the
+ * server refuses them in requests (secure-json-parse), so that a remote cannot poison the
  * prototype of whatever merges its answer.
  */
-export function parseJson(bytes: Buffer): unknown {
-  if (nestsDeeperThan(bytes, MAX_JSON_DEPTH)) {
+export function parseJson(text: string): unknown {
+  if (nestsDeeperThan(text, MAX_JSON_DEPTH)) {
     throw new UnusableAnswer(`the answer nests deeper than ${MAX_JSON_DEPTH} levels`);
   }
   try {
-    return secureJsonParse(bytes.toString("utf8"), null, {
-      protoAction: "error",
-      constructorAction: "error",
-    });
+    return secureJsonParse(text, null, { protoAction: "error", constructorAction: "error" });
   } catch (error) {
     throw new UnusableAnswer(`the answer is not valid JSON: ${(error as Error).message}`);
   }

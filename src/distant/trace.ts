@@ -41,10 +41,18 @@ function traceIdOf(requestId: string | undefined): string {
   return createHash("sha256").update(requestId).digest("hex").slice(0, 32);
 }
 
-const randomBytes = Buffer.allocUnsafe(16);
+// Random ids are cut from a block filled once per few hundred calls: a fill per id cost about
+// 4% of a distant call's CPU in a profile.
+const randomBlock = Buffer.allocUnsafe(4096);
+let randomOffset = randomBlock.length;
 
 function randomHex(bytes: number): string {
-  return randomFillSync(randomBytes, 0, bytes).toString("hex", 0, bytes);
+  if (randomOffset + bytes > randomBlock.length) {
+    randomFillSync(randomBlock);
+    randomOffset = 0;
+  }
+  randomOffset += bytes;
+  return randomBlock.toString("hex", randomOffset - bytes, randomOffset);
 }
 
 /** The trace context of a request from its headers, as the predict routes pass it on. */
