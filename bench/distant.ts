@@ -13,7 +13,7 @@ import { Pool } from "undici";
 import { z } from "zod";
 
 const quick = process.argv.includes("--quick");
-const ROUNDS = quick ? 3 : 7;
+const ROUNDS = quick ? 3 : 9;
 const CALLS = quick ? 2000 : 6000;
 const BATCHES = quick ? 5 : 15;
 const CONCURRENCY = 32;
@@ -58,9 +58,16 @@ async function startRemote(): Promise<{ url: string; stop: () => void }> {
   return { url, stop: () => child.kill("SIGTERM") };
 }
 
-/** Milliseconds for `CALLS` calls of `call`, `CONCURRENCY` at a time. */
-async function timed(call: (item: Item) => Promise<unknown>, calls = CALLS): Promise<number> {
+/**
+ * Microseconds per call, of wall time and of this process's CPU (the client's side alone: the
+ * service runs in its own process), for `calls` calls of `call`, `CONCURRENCY` at a time.
+ */
+async function timed(
+  call: (item: Item) => Promise<unknown>,
+  calls = CALLS,
+): Promise<{ wall: number; cpu: number }> {
   let next = 0;
+  const cpu = process.cpuUsage();
   const started = performance.now();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
@@ -70,7 +77,9 @@ async function timed(call: (item: Item) => Promise<unknown>, calls = CALLS): Pro
       }
     }),
   );
-  return performance.now() - started;
+  const wall = ((performance.now() - started) * 1000) / calls;
+  const used = process.cpuUsage(cpu);
+  return { wall, cpu: (used.user + used.system) / calls };
 }
 
 const remote = await startRemote();
@@ -106,19 +115,22 @@ try {
   await timed(distant, 2000);
 
   const samples = { bare: [] as number[], distant: [] as number[] };
+  const cpu = { bare: [] as number[], distant: [] as number[] };
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? (["bare", "distant"] as const) : (["distant", "bare"] as const);
     for (const name of order) {
-      samples[name].push((await timed(name === "bare" ? bare : distant)) / CALLS);
+      const { wall, cpu: used } = await timed(name === "bare" ? bare : distant);
+      samples[name].push(wall);
+      cpu[name].push(used);
     }
   }
-  const bareMs = median(samples.bare);
-  const distantMs = median(samples.distant);
+  const bareUs = median(samples.bare);
+  const distantUs = median(samples.distant);
   console.log(
-    `per call, ${CONCURRENCY} concurrent, ${ROUNDS} rounds of ${CALLS} calls (medians):\n` +
-      `  bare undici request     ${(bareMs * 1000).toFixed(1)} µs\n` +
-      `  DistantHttpModel        ${(distantMs * 1000).toFixed(1)} µs  ` +
-      `(x${(distantMs / bareMs).toFixed(3)} the bare time; target <= x1.15)`,
+    `per call, ${CONCURRENCY} concurrent, ${ROUNDS} rounds of ${CALLS} calls (medians; wall, and the client's CPU):\n` +
+      `  bare undici request     ${bareUs.toFixed(1)} µs   CPU ${median(cpu.bare).toFixed(1)} µs\n` +
+      `  DistantHttpModel        ${distantUs.toFixed(1)} µs   CPU ${median(cpu.distant).toFixed(1)} µs  ` +
+      `(x${(distantUs / bareUs).toFixed(3)} the bare time; target <= x1.15)`,
   );
 
   const batchTimes = { batch: [] as number[], singles: [] as number[] };

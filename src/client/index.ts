@@ -4,7 +4,7 @@
  * through undici.
  */
 import { RemoteError, type RemoteProblem } from "../distant/errors.js";
-import { type CallPolicy, postJson, type Target } from "../distant/http.js";
+import { type CallPolicy, MAX_TIMEOUT_MS, postJson, type Target } from "../distant/http.js";
 import { acquirePool, type PoolLease } from "../distant/pools.js";
 import { traceHeaders } from "../distant/trace.js";
 import type { ValidationIssue } from "../errors.js";
@@ -114,6 +114,10 @@ export function createClient<M>(baseUrl: string, options: ClientOptions = {}): M
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new TypeError(`createClient: ${baseUrl} is not an http(s) URL`);
   }
+  checkOption("timeoutMs", options.timeoutMs, 1, MAX_TIMEOUT_MS);
+  checkOption("retries", options.retries, 0, 10);
+  checkOption("connections", options.connections, 1, 1024);
+  checkOption("maxResponseBytes", options.maxResponseBytes, 1, Number.MAX_SAFE_INTEGER);
   const prefix = url.pathname.replace(/\/+$/, "");
   const policy: CallPolicy = {
     retries: options.retries ?? DEFAULT_RETRIES,
@@ -145,4 +149,9 @@ export function createClient<M>(baseUrl: string, options: ClientOptions = {}): M
       await held?.release();
     },
   } as ModelClient<M>;
+}
+
+function checkOption(name: string, value: number | undefined, min: number, max: number): void {
+  if (value === undefined || (value >= min && value <= max)) return;
+  throw new TypeError(`createClient: ${name} must be a number from ${min} to ${max}, got ${value}`);
 }

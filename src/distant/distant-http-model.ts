@@ -4,7 +4,7 @@ import { AsyncModel } from "../model/async-model.js";
 import type { ModelDescription, ModelOptions, PredictContext } from "../model/types.js";
 import { CircuitBreaker } from "./breaker.js";
 import { publishDistantEvent } from "./events.js";
-import { type CallPolicy, messageOf, postJson, type Target } from "./http.js";
+import { type CallPolicy, MAX_TIMEOUT_MS, messageOf, postJson, type Target } from "./http.js";
 import { acquirePool, type PoolLease } from "./pools.js";
 import {
   DEFAULT_DISTANT_TIMEOUT_MS,
@@ -59,7 +59,7 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
     const endpoint = targetOf(settings.endpoint, settings.params).endpoint;
     this.#policy = {
       retries: settings.retries,
-      timeoutMs: settings.timeoutMs ?? this.configuration.timeoutMs ?? DEFAULT_DISTANT_TIMEOUT_MS,
+      timeoutMs: settings.timeoutMs ?? positiveTimeout(this.configuration.timeoutMs),
       maxResponseBytes: settings.maxResponseBytes,
       modelName: name,
       breaker:
@@ -171,4 +171,11 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
     }
     return description;
   }
+}
+
+/** The configuration's `timeoutMs` when it sets a usable one (0 means none), else the default. */
+function positiveTimeout(timeoutMs: number | undefined): number {
+  return timeoutMs !== undefined && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS
+    ? timeoutMs
+    : DEFAULT_DISTANT_TIMEOUT_MS;
 }

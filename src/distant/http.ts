@@ -38,6 +38,9 @@ export interface CallPolicy {
   readonly modelName?: string | undefined;
 }
 
+/** An hour: past it a deadline is a mistake (and past 2^31 ms Node's timers fire at once). */
+export const MAX_TIMEOUT_MS = 3_600_000;
+
 /** Statuses a retry can fix: the remote (or a proxy before it) is down, overloaded or slow. */
 const RETRIED_STATUSES = new Set([502, 503, 504]);
 // Full jitter (a uniform wait in [0, min(cap, base * 2^n))): concurrent callers that failed

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ModelkitError } from "../errors.js";
 import type { CircuitBreakerSettings } from "./breaker.js";
+import { MAX_TIMEOUT_MS } from "./http.js";
 
 /** A distant model's whole call budget when neither its settings nor its configuration set one. */
 export const DEFAULT_DISTANT_TIMEOUT_MS = 10_000;
@@ -58,7 +59,7 @@ const DistantSettingsSchema = z.looseObject({
     })
     .default({}),
   params: z.record(z.string(), z.union([Scalar, z.array(Scalar)])).default({}),
-  timeoutMs: z.number().positive().max(3_600_000).optional(),
+  timeoutMs: z.number().positive().max(MAX_TIMEOUT_MS).optional(),
   retries: z.int().min(0).max(10).default(DEFAULT_RETRIES),
   connections: z.int().min(1).max(1024).default(DEFAULT_CONNECTIONS),
   maxResponseBytes: z.int().min(1).default(DEFAULT_MAX_RESPONSE_BYTES),

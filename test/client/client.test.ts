@@ -73,6 +73,8 @@ t.test("a call past its timeout, and a service that is not there", async (t) => 
     message: /ECONNREFUSED/,
   });
   t.throws(() => createClient("ftp://host"), TypeError);
+  t.throws(() => createClient(served.url, { timeoutMs: 0 }), /timeoutMs must be a number/);
+  t.throws(() => createClient(served.url, { retries: Number.NaN }), /retries/);
 });
 
 t.test("a script using the client exits when done, even without close()", async (t) => {

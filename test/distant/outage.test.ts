@@ -74,6 +74,17 @@ t.test("the remote killed mid-run: retries, a clear error, the front stays up", 
   await until(() => opened() !== undefined);
   t.match(opened(), { level: 40, model: "remote_slow_patient", state: "open", previous: "closed" });
 
+  const text = await (await fetch(`${front.url}/metrics`)).text();
+  t.match(
+    text,
+    /modelkit_distant_retries_total\{model="remote_slow_patient",reason="unreachable"\} [1-9]/,
+    "the retries are counted",
+  );
+  t.match(
+    text,
+    /modelkit_distant_circuit_changes_total\{model="remote_slow_patient",state="open"\} 1/,
+  );
+
   t.equal((await fetch(`${front.url}/livez`)).status, 200, "the front is alive");
   t.equal((await fetch(`${front.url}/readyz`)).status, 200, "and ready");
   const local = await post(`${front.url}/predict/length`, { text: "abc" });
