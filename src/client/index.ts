@@ -141,8 +141,11 @@ export function createClient<M>(baseUrl: string, options: ClientOptions = {}): M
   return {
     baseUrl: url.href,
     predict: (name, item, callOptions = {}) => call("predict", name, item, callOptions),
+    // As `predictBatch([])` of a model: nothing to predict, no request (the service refuses one).
     predictBatch: (name, items, callOptions = {}) =>
-      call("predict_batch", name, items, callOptions) as Promise<never[]>,
+      items.length === 0
+        ? Promise.resolve([])
+        : (call("predict_batch", name, items, callOptions) as Promise<never[]>),
     async close() {
       const held = lease;
       lease = undefined;

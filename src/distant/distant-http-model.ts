@@ -24,7 +24,8 @@ import { traceHeaders } from "./trace.js";
  * parameters), `timeoutMs?` (the whole call, retries included; else the configuration's
  * `timeoutMs`, else 10 s), `retries?` (2), `connections?` (32 per origin), `maxResponseBytes?`
  * (16 MiB), `circuitBreaker?` (`{ failureThreshold: 5, cooldownMs: 5000 }`, or `false`).
- * docs/distant.md has the failure handling and the error mapping.
+ * docs/distant.md has the failure handling and the error mapping. A subclass overriding `_load`
+ * or `_close` calls `super`'s: they take and give back the connections.
  *
  * @example
  * export class RemoteSentiment extends DistantHttpModel<{ text: string }, { label: string }> {
@@ -159,16 +160,28 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
     ]);
   }
 
-  /** What `/models` shows: header values are credentials often enough, so only their names. */
+  /**
+   * What `/models` shows: header values are credentials often enough, so only their names; a
+   * query parameter named like a key or a token (in `params` or in a URL) is redacted too.
+   */
   override describe(): ModelDescription {
     const description = super.describe();
+    const settings = { ...description.modelSettings };
     const headers = Object.keys(this.#settings.headers);
     if (headers.length > 0) {
-      description.modelSettings = {
-        ...description.modelSettings,
-        headers: Object.fromEntries(headers.map((name) => [name, "[redacted]"])),
-      };
+      settings.headers = Object.fromEntries(headers.map((name) => [name, REDACTED]));
     }
+    const params = Object.entries(this.#settings.params);
+    if (params.length > 0) {
+      settings.params = Object.fromEntries(
+        params.map(([name, value]) => [name, SECRET_PARAM.test(name) ? REDACTED : value]),
+      );
+    }
+    for (const key of ["endpoint", "batchEndpoint"] as const) {
+      const url = this.#settings[key];
+      if (url !== undefined) settings[key] = redactQuery(url);
+    }
+    description.modelSettings = settings;
     return description;
   }
 }
@@ -178,4 +191,15 @@ function positiveTimeout(timeoutMs: number | undefined): number {
   return timeoutMs !== undefined && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS
     ? timeoutMs
     : DEFAULT_DISTANT_TIMEOUT_MS;
+}
+
+const REDACTED = "[redacted]";
+const SECRET_PARAM = /key|token|secret|passw|auth|signature|credential/i;
+
+function redactQuery(url: string): string {
+  const parsed = new URL(url);
+  for (const name of new Set(parsed.searchParams.keys())) {
+    if (SECRET_PARAM.test(name)) parsed.searchParams.set(name, REDACTED);
+  }
+  return parsed.href;
 }

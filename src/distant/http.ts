@@ -222,6 +222,7 @@ export async function postJson(
 
 /** True after `ms`, false as soon as `call` aborts. */
 function wait(ms: number, call: CallSignal): Promise<boolean> {
+  if (call.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
     const onAbort = () => {
       clearTimeout(timer);

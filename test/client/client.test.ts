@@ -25,6 +25,7 @@ t.test("predict and predictBatch, typed", async (t) => {
   t.ok(score > 0);
   t.same(await client.predictBatch("double", [{ x: 1 }, { x: 2.5 }]), [{ y: 2 }, { y: 5 }]);
   t.same(await client.predictBatch("tokenizer", ["a b", "c"]), [["a", "b"], ["c"]]);
+  t.same(await client.predictBatch("tokenizer", []), [], "nothing to predict, no request");
 });
 
 t.test("errors carry the problem's code, status, detail, requestId and issues", async (t) => {

@@ -299,7 +299,11 @@ t.test("/models shows a distant model's header names, never their values", async
   const lib = new ModelLibrary({
     models: [FRONT_MODELS],
     requiredModels: {
-      remote_echo: { headers: { authorization: "Bearer s3cr3t", "x-tenant": "t1" } },
+      remote_echo: {
+        headers: { authorization: "Bearer s3cr3t", "x-tenant": "t1" },
+        params: { version: 2, api_key: "k3y" },
+        batchEndpoint: `${remote.url}/predict_batch/echo?token=t0k3n&v=1`,
+      },
     },
   });
   await lib.load();
@@ -309,7 +313,9 @@ t.test("/models shows a distant model's header names, never their values", async
     authorization: "[redacted]",
     "x-tenant": "[redacted]",
   });
-  t.notMatch(JSON.stringify(lib.describe()), /s3cr3t|t1"/);
+  t.same(description?.modelSettings.params, { version: 2, api_key: "[redacted]" });
+  t.match(description?.modelSettings.batchEndpoint, /token=%5Bredacted%5D&v=1$/);
+  t.notMatch(JSON.stringify(lib.describe()), /s3cr3t|t1"|k3y|t0k3n/);
   t.match(await lib.predict("remote_echo", { text: "auth" }), { text: "auth" });
 });
 
