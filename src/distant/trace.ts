@@ -41,8 +41,8 @@ function traceIdOf(requestId: string | undefined): string {
   return createHash("sha256").update(requestId).digest("hex").slice(0, 32);
 }
 
-// Random ids are cut from a block filled once per few hundred calls: a fill per id cost about
-// 4% of a distant call's CPU in a profile.
+// Random ids are cut from a block filled once per few hundred calls: a fill per id showed in a
+// CPU profile of distant calls.
 const randomBlock = Buffer.allocUnsafe(4096);
 let randomOffset = randomBlock.length;
 
