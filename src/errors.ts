@@ -26,6 +26,11 @@ export const ERROR_CODES = {
   ERR_ASSET_CORRUPT: { status: 500, title: "Asset failed its checksum" },
   ERR_ASSET_STORE: { status: 503, title: "Asset store unavailable" },
   ERR_ASSET_CACHE: { status: 500, title: "Asset cache unusable" },
+  ERR_REMOTE_UNREACHABLE: { status: 502, title: "Remote service unreachable" },
+  ERR_REMOTE_ERROR: { status: 502, title: "Remote service answered an error" },
+  ERR_REMOTE_BAD_RESPONSE: { status: 502, title: "Remote service answer unusable" },
+  ERR_REMOTE_TIMEOUT: { status: 504, title: "Remote service timed out" },
+  ERR_CIRCUIT_OPEN: { status: 503, title: "Remote service circuit open" },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

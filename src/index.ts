@@ -20,6 +20,14 @@ export type {
   PredictionCache,
   PredictionCacheEvents,
 } from "./cache/prediction-cache.js";
+export { DistantHttpModel } from "./distant/distant-http-model.js";
+export { RemoteError, type RemoteProblem } from "./distant/errors.js";
+export {
+  type CircuitState,
+  DISTANT_CHANNEL,
+  type DistantEvent,
+  onDistantEvent,
+} from "./distant/events.js";
 export {
   didYouMean,
   ERROR_CODES,
@@ -52,6 +60,7 @@ export type {
   ModelState,
   PredictContext,
   PredictOptions,
+  TraceContext,
 } from "./model/types.js";
 export { ModelHandle } from "./runtime/model-handle.js";
 export { onThreadEvent, THREAD_CHANNEL, type ThreadEvent } from "./runtime/pool.js";

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import type { FastifyInstance } from "fastify";
+import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import { ModelLibrary } from "../library/library.js";
 import {
   createServer,
@@ -200,9 +200,16 @@ export async function serve(
   config: ServeConfig,
   plugins: readonly ServerPlugin[] = [],
 ): Promise<FastifyInstance> {
+  // The library logs through the app's logger, which exists once the app does: each model's
+  // load, and each model thread it replaces.
+  let log: FastifyBaseLogger | undefined;
   const library = new ModelLibrary({
     models: config.models,
     ...(config.requiredModels === undefined ? {} : { requiredModels: config.requiredModels }),
+    logger: {
+      info: (data, message) => log?.info(data, message),
+      warn: (data, message) => log?.warn(data, message),
+    },
   });
   const app = await createServer({
     library,
@@ -218,6 +225,7 @@ export async function serve(
     closeTimeoutMs: config.closeTimeoutMs,
     plugins,
   });
+  log = app.log;
   gracefulShutdown(app, { drainDelayMs: config.drainDelayMs, gracePeriodMs: config.gracePeriodMs });
   await app.listen({ host: config.host, port: config.port });
   const started = performance.now();

@@ -1,7 +1,7 @@
 import diagnosticsChannel from "node:diagnostics_channel";
 import type { ZodType } from "zod";
 import { ModelkitError, ValidationError, type ValidationIssue } from "../errors.js";
-import type { BatchingConfiguration, PredictOptions } from "../model/types.js";
+import type { BatchingConfiguration, PredictOptions, TraceContext } from "../model/types.js";
 import { parseChunk, parseOne } from "../model/validation.js";
 
 /** Why a batch left the queue: it was full, its oldest item waited `maxDelayMs`, or the model was idle. */
@@ -66,6 +66,7 @@ interface Caller {
   readonly signal: AbortSignal | undefined;
   /** The caller asked for fresh predictions: its batch skips the cache lookup. */
   readonly forceCompute: boolean;
+  readonly trace: TraceContext | undefined;
   onAbort: (() => void) | undefined;
 }
 
@@ -237,6 +238,7 @@ export class Batcher {
         reject,
         signal,
         forceCompute: context.forceCompute === true,
+        trace: context.trace,
         onAbort: undefined,
       };
       if (signal !== undefined) {
@@ -502,11 +504,15 @@ function noop(): void {}
 /**
  * One caller's `forceCompute` makes its whole batch skip the cache lookup: the other callers get
  * fresh predictions where cached ones would do, which is never wrong, and the cache is refreshed.
+ * A batch serves several requests but a remote call carries one trace: the batch runs with the
+ * trace of its oldest caller that has one.
  */
 function batchOptions(parts: readonly Part[], signal: AbortSignal | undefined): PredictOptions {
   const options: PredictOptions = {};
   if (signal !== undefined) options.signal = signal;
   if (parts.some((part) => part.caller.forceCompute)) options.forceCompute = true;
+  const traced = parts.find((part) => part.caller.trace !== undefined);
+  if (traced !== undefined) options.trace = traced.caller.trace as TraceContext;
   return options;
 }
 

@@ -4,7 +4,7 @@ import { contextOf } from "../model/base.js";
 import { batchInChunks } from "../model/chunking.js";
 import { type MaybePromise, settle } from "../model/maybe.js";
 import type { Pipeline } from "../model/pipeline.js";
-import type { BatchingConfiguration, PredictOptions } from "../model/types.js";
+import type { BatchingConfiguration, PredictOptions, TraceContext } from "../model/types.js";
 import { Batcher } from "./batcher.js";
 
 export interface RunnerOptions {
@@ -185,6 +185,10 @@ class TimeoutOptions implements PredictOptions {
 
   get forceCompute(): boolean {
     return this.#caller.forceCompute ?? false;
+  }
+
+  get trace(): TraceContext {
+    return this.#caller.trace as TraceContext;
   }
 
   get signal(): AbortSignal {

@@ -12,6 +12,7 @@ import type {
   ModelState,
   PredictContext,
   PredictOptions,
+  TraceContext,
 } from "./types.js";
 
 /**
@@ -355,14 +356,14 @@ export function describeModel(
 
 /** The context handed to model code: only what it may use, so options stay internal. */
 export function contextOf(options: PredictOptions | undefined): PredictContext {
-  if (options === undefined || !("signal" in options)) return {};
+  if (options === undefined || !("signal" in options || "trace" in options)) return {};
   return new ReadThroughContext(options);
 }
 
 /**
- * Reads the signal through, not copied: the server makes a request's signal only when something
- * reads it (an AbortController per request is a measurable share of a request's cost), and most
- * sync models never do. A class, so that no closure is made per prediction.
+ * Reads the signal and trace through, not copied: the server makes a request's signal only when
+ * something reads it (an AbortController per request is a measurable share of a request's cost),
+ * and most sync models never do. A class, so that no closure is made per prediction.
  */
 class ReadThroughContext implements PredictContext {
   readonly #options: PredictOptions;
@@ -373,6 +374,10 @@ class ReadThroughContext implements PredictContext {
 
   get signal(): AbortSignal {
     return this.#options.signal as AbortSignal;
+  }
+
+  get trace(): TraceContext {
+    return this.#options.trace as TraceContext;
   }
 }
 

@@ -42,10 +42,29 @@ export interface ModelConfiguration {
   model?: string | (abstract new (...args: never[]) => unknown);
 }
 
+/**
+ * The HTTP request a prediction serves, as its headers gave it: what a distant model sends on,
+ * so that one request can be followed across services. Values are as received; whoever sends
+ * them on checks them.
+ */
+export interface TraceContext {
+  /** The request's `x-request-id` (the client's, or the one the server made). */
+  requestId?: string;
+  /** The request's W3C `traceparent` header. */
+  traceparent?: string;
+  /** The request's W3C `tracestate` header. */
+  tracestate?: string;
+}
+
 /** What every `_predict` / `_predictBatch` receives besides its items. */
 export interface PredictContext {
   /** Aborted when the caller gives up (timeout, client gone): long work should stop. */
   signal?: AbortSignal;
+  /**
+   * The request this prediction serves, set by the predict routes. Pass `context` on to
+   * dependencies (`dep.predict(x, context)`) so that their remote calls carry it.
+   */
+  trace?: TraceContext;
 }
 
 export interface PredictOptions extends PredictContext {

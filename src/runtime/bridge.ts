@@ -192,7 +192,10 @@ export class SynckitBridge implements SyncCaller {
 
 /** What of a call's options crosses to the worker: the signal cannot, the rest is data. */
 function crossing(options: PredictOptions): PredictOptions {
-  return options.forceCompute ? { forceCompute: true } : {};
+  const data: PredictOptions = {};
+  if (options.trace !== undefined) data.trace = options.trace;
+  if (options.forceCompute) data.forceCompute = true;
+  return data;
 }
 
 function isCloneFailure(error: unknown): boolean {

@@ -192,12 +192,13 @@ export class ModelPool {
       );
     }
     return new Promise((resolve, reject) => {
-      const { signal: _, ...rest } = copyContext(context);
+      const trace = context.trace;
       const task: Task = {
         id: nextTaskId++,
         items,
         enqueuedAt: performance.now(),
-        context: rest,
+        // What crosses besides the items: the trace, for the calls the model makes from there.
+        context: trace === undefined ? {} : { trace },
         signal,
         resolve,
         reject,
@@ -532,13 +533,4 @@ export class ModelPool {
     this.#threads.splice(index, 1);
     return true;
   }
-}
-
-/** The parts of a context that cross to a thread: everything but the signal, read once. */
-function copyContext(context: PredictContext): PredictContext {
-  const copy: Record<string, unknown> = {};
-  for (const key of Object.keys(context)) {
-    if (key !== "signal") copy[key] = (context as Record<string, unknown>)[key];
-  }
-  return copy as PredictContext;
 }

@@ -1,4 +1,4 @@
-import { batchChunkSize, contextOf, genChunkSize } from "../model/base.js";
+import { batchChunkSize, genChunkSize } from "../model/base.js";
 import { batchInChunks, generateInChunks } from "../model/chunking.js";
 import type { BatchOptions, ModelKind, PredictOptions } from "../model/types.js";
 import type { SyncCaller } from "./callers.js";
@@ -66,9 +66,11 @@ export class WrappedAsyncModel<TItem = unknown, TReturn = unknown> extends Stand
   }
 }
 
-/** The options a crossing carries: what the model's context would hold, and `forceCompute`. */
+/** The options a crossing carries: the context a model would see, and `forceCompute`. */
 function optionsOf(options: PredictOptions | undefined): PredictOptions {
-  const crossing: PredictOptions = { ...contextOf(options) };
+  const crossing: PredictOptions = {};
+  if (options?.signal !== undefined) crossing.signal = options.signal;
+  if (options?.trace !== undefined) crossing.trace = options.trace;
   if (options?.forceCompute) crossing.forceCompute = true;
   return crossing;
 }

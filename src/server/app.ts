@@ -5,6 +5,7 @@ import Fastify, {
   type FastifyPluginCallback,
   type FastifyServerOptions,
 } from "fastify";
+import { logCircuitChanges } from "../distant/events.js";
 import type { ModelLibrary } from "../library/library.js";
 import {
   clientErrorHandler,
@@ -156,6 +157,8 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     const timeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     app.addHook("onClose", () => library.close({ timeoutMs }));
   }
+  const stopCircuitLog = logCircuitChanges(app.log, (model) => library.has(model));
+  app.addHook("onClose", async () => stopCircuitLog());
 
   const maxBatchItems = options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS;
   await registerOpenApi(app, { library, docs: options.docs ?? true, maxBatchItems });

@@ -3,9 +3,11 @@ import type { AddressInfo } from "node:net";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { onDistantEvent } from "../distant/events.js";
 import { ModelkitError } from "../errors.js";
 import { onBatchEvent } from "../library/batcher.js";
 import type { ModelLibrary } from "../library/library.js";
+import { onThreadEvent } from "../runtime/pool.js";
 import { elapsedMsOf } from "./logging.js";
 import { problemCodeOf } from "./problem.js";
 
@@ -190,6 +192,37 @@ export const metrics = fp<MetricsOptions>(
       } else queueRejections.inc({ model: event.model });
     });
     app.addHook("onClose", async () => stopBatchEvents());
+
+    const circuitChanges = new Counter({
+      name: "modelkit_distant_circuit_changes_total",
+      help: "Circuit breaker state changes of distant models, by model and new state",
+      labelNames: ["model", "state"] as const,
+      registers: [registry],
+    });
+    const retries = new Counter({
+      name: "modelkit_distant_retries_total",
+      help: "Retried calls of distant models, by model and reason (unreachable or the HTTP status)",
+      labelNames: ["model", "reason"] as const,
+      registers: [registry],
+    });
+    const stopDistantEvents = onDistantEvent((event) => {
+      if (!library.has(event.model)) return;
+      if (event.type === "circuit") circuitChanges.inc({ model: event.model, state: event.state });
+      else retries.inc({ model: event.model, reason: event.reason });
+    });
+    app.addHook("onClose", async () => stopDistantEvents());
+
+    const threadReplacements = new Counter({
+      name: "modelkit_thread_replacements_total",
+      help: "Model threads ended and replaced, by model and reason (stuck: its computation ignored its cancelled signal; crashed: it ended by itself)",
+      labelNames: ["model", "reason"] as const,
+      registers: [registry],
+    });
+    const stopThreadEvents = onThreadEvent((event) => {
+      if (library.has(event.model))
+        threadReplacements.inc({ model: event.model, reason: event.reason });
+    });
+    app.addHook("onClose", async () => stopThreadEvents());
 
     if (options.port === undefined) {
       app.get("/metrics", async (_request, reply) => {

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
+import type { RemoteProblem } from "../distant/errors.js";
 import { ModelkitError, type ValidationIssue } from "../errors.js";
 import { HttpError, isLibraryCode, type ProblemCode, problemCode } from "./errors.js";
 
@@ -16,6 +17,8 @@ export interface Problem {
   instance?: string;
   /** Item validation only: zod issues; in a batch each path starts with the item's index. */
   issues?: ValidationIssue[];
+  /** A distant model's failure: the problem the remote service answered with. */
+  remote?: RemoteProblem;
 }
 
 /** Seconds a client should wait before retrying a 503 (not ready, draining, overloaded). */
@@ -102,10 +105,27 @@ export function clientGone(reply: FastifyReply): boolean {
 export function predictionProblem(error: unknown, reply: FastifyReply): Problem {
   const requestId = reply.request.id;
   if (clientGone(reply)) return makeProblem("ERR_CLIENT_CLOSED", requestId);
-  return (
-    codedProblem(error, requestId) ??
-    makeProblem("ERR_PREDICTION_FAILED", requestId, messageOf(error))
-  );
+  const coded = codedProblem(error, requestId);
+  if (coded === undefined) return makeProblem("ERR_PREDICTION_FAILED", requestId, messageOf(error));
+  if (coded.code !== "ERR_REMOTE_ERROR") return coded;
+  const model = (reply.request.params as { model?: unknown } | undefined)?.model;
+  return remoteProblem(error, coded, typeof model === "string" ? model : undefined);
+}
+
+/**
+ * A remote's error answer (docs/distant.md): its 422 is the caller's own 422 when the caller's
+ * item went to the remote unchanged, which is when the model the request named is the distant
+ * model itself; any other error answer is a 502 with the remote's problem inside.
+ */
+function remoteProblem(error: unknown, problem: Problem, model: string | undefined): Problem {
+  const remote = read(error, "remote") as RemoteProblem | undefined;
+  if (remote === undefined) return problem;
+  if (remote.status === 422 && model !== undefined && read(error, "modelName") === model) {
+    const own = makeProblem("ERR_ITEM_VALIDATION", problem.requestId, remote.detail);
+    if (remote.issues !== undefined) own.issues = remote.issues;
+    return { ...own, remote };
+  }
+  return { ...problem, remote };
 }
 
 // Fastify's own errors mapped onto our codes, so that clients see one vocabulary whichever layer

@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { traceOfRequest } from "../../distant/trace.js";
 import { didYouMean, ValidationError } from "../../errors.js";
 import { predictBatchEagerly, predictEagerly } from "../../library/library.js";
-import type { PredictOptions } from "../../model/types.js";
+import type { PredictOptions, TraceContext } from "../../model/types.js";
 import { HttpError } from "../errors.js";
 import { logProblem, makeProblem, messageOf, predictionProblem, sendProblem } from "../problem.js";
 
@@ -16,10 +17,17 @@ type PredictRequest = FastifyRequest<{ Params: { model: string } }>;
  */
 class DisconnectOptions implements PredictOptions {
   readonly #response: FastifyReply["raw"];
+  readonly #request: FastifyRequest;
   #signal: AbortSignal | undefined;
 
   constructor(reply: FastifyReply) {
     this.#response = reply.raw;
+    this.#request = reply.request;
+  }
+
+  /** The request's id and trace headers, which distant models send on. */
+  get trace(): TraceContext {
+    return traceOfRequest(this.#request.id, this.#request.headers);
   }
 
   get signal(): AbortSignal {

@@ -1,0 +1,205 @@
+import { setMaxListeners } from "node:events";
+import { ValidationError } from "../errors.js";
+import { AsyncModel } from "../model/async-model.js";
+import type { ModelDescription, ModelOptions, PredictContext } from "../model/types.js";
+import { CircuitBreaker } from "./breaker.js";
+import { publishDistantEvent } from "./events.js";
+import { type CallPolicy, MAX_TIMEOUT_MS, messageOf, postJson, type Target } from "./http.js";
+import { acquirePool, type PoolLease } from "./pools.js";
+import {
+  DEFAULT_DISTANT_TIMEOUT_MS,
+  type DistantSettings,
+  distantSettingsOf,
+  targetOf,
+} from "./settings.js";
+import { traceHeaders } from "./trace.js";
+
+/**
+ * A model served by another service: it POSTs each item as JSON to `endpoint` (a modelkit-ts
+ * service's `/predict/:model`, or anything answering the same way) and validates the answer
+ * with its own `returnSchema`. With a `batchEndpoint` (`/predict_batch/:model`), `predictBatch`
+ * sends each chunk in one request; without, one request per item, concurrently.
+ *
+ * Settings (`modelSettings`): `endpoint`, `batchEndpoint?`, `headers?`, `params?` (query
+ * parameters), `timeoutMs?` (the whole call, retries included; else the configuration's
+ * `timeoutMs`, else 10 s), `retries?` (2), `connections?` (32 per origin), `maxResponseBytes?`
+ * (16 MiB), `circuitBreaker?` (`{ failureThreshold: 5, cooldownMs: 5000 }`, or `false`).
+ * docs/distant.md has the failure handling and the error mapping. A subclass overriding `_load`
+ * or `_close` calls `super`'s: they take and give back the connections.
+ *
+ * @example
+ * export class RemoteSentiment extends DistantHttpModel<{ text: string }, { label: string }> {
+ *   static override configurations = {
+ *     remote_sentiment: {
+ *       modelSettings: {
+ *         endpoint: "http://models:8000/predict/sentiment",
+ *         batchEndpoint: "http://models:8000/predict_batch/sentiment",
+ *       },
+ *     },
+ *   };
+ *   static override itemSchema = z.object({ text: z.string() });
+ *   static override returnSchema = z.object({ label: z.string() });
+ * }
+ */
+export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncModel<
+  TItem,
+  TReturn
+> {
+  readonly #settings: DistantSettings;
+  readonly #policy: CallPolicy;
+  readonly #leases: PoolLease[] = [];
+  #single: Target | undefined;
+  #batch: Target | undefined;
+
+  constructor(options: ModelOptions = {}) {
+    super(options);
+    const name = this.configurationKey;
+    const settings = distantSettingsOf(name, this.modelSettings);
+    this.#settings = settings;
+    const breakerSettings = settings.circuitBreaker;
+    const endpoint = targetOf(settings.endpoint, settings.params).endpoint;
+    this.#policy = {
+      retries: settings.retries,
+      timeoutMs: settings.timeoutMs ?? positiveTimeout(this.configuration.timeoutMs),
+      maxResponseBytes: settings.maxResponseBytes,
+      modelName: name,
+      breaker:
+        breakerSettings === false
+          ? undefined
+          : new CircuitBreaker(breakerSettings, (state, previous, failures) =>
+              publishDistantEvent(() => ({
+                type: "circuit",
+                model: name,
+                endpoint,
+                state,
+                previous,
+                failures,
+              })),
+            ),
+    };
+  }
+
+  /** Takes a share of the connection pool of each endpoint's origin. */
+  protected override _load(): void {
+    this.#single = this.#target(this.#settings.endpoint);
+    if (this.#settings.batchEndpoint !== undefined) {
+      this.#batch = this.#target(this.#settings.batchEndpoint);
+    }
+  }
+
+  #target(url: string): Target {
+    const { origin, path, endpoint } = targetOf(url, this.#settings.params);
+    const lease = acquirePool(origin, this.#settings.connections);
+    this.#leases.push(lease);
+    return { dispatcher: lease.pool, path, endpoint };
+  }
+
+  /** Gives the pool shares back; the last holder of a pool closes it. */
+  protected override async _close(): Promise<void> {
+    await Promise.all(this.#leases.splice(0).map((lease) => lease.release()));
+  }
+
+  /**
+   * A chunk of one goes to `endpoint`, a larger one to `batchEndpoint` in one request when
+   * there is one, else one request per item (the first failure aborts the others).
+   */
+  protected override async _predictBatch(
+    items: TItem[],
+    context: PredictContext,
+  ): Promise<TReturn[]> {
+    const trace = traceHeaders(context.trace);
+    const single = this.#single as Target;
+    if (items.length === 1)
+      return [(await this.#post(single, items[0], trace, context.signal)) as TReturn];
+    if (this.#batch !== undefined) {
+      return (await this.#post(this.#batch, items, trace, context.signal)) as TReturn[];
+    }
+    const controller = new AbortController();
+    // One listener per item's call, by design: not the leak Node warns of past ten.
+    setMaxListeners(items.length + 1, controller.signal);
+    const outer = context.signal;
+    const onAbort = () => controller.abort(outer?.reason);
+    if (outer?.aborted) onAbort();
+    else outer?.addEventListener("abort", onAbort, { once: true });
+    try {
+      return (await Promise.all(
+        items.map((item) =>
+          this.#post(single, item, trace, controller.signal).catch((error: unknown) => {
+            controller.abort(error);
+            throw error;
+          }),
+        ),
+      )) as TReturn[];
+    } finally {
+      outer?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  #post(
+    target: Target,
+    value: unknown,
+    trace: Record<string, string>,
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> {
+    const headers = { ...this.#settings.headers, ...trace };
+    return postJson(target, this.#json(value), headers, this.#policy, signal);
+  }
+
+  /** The JSON text of what is sent; a value JSON cannot carry is the caller's item error. */
+  #json(value: unknown): string {
+    let text: string | undefined;
+    let reason = "it has no JSON form";
+    try {
+      text = JSON.stringify(value);
+    } catch (error) {
+      reason = messageOf(error);
+    }
+    if (text !== undefined) return text;
+    throw new ValidationError("ERR_ITEM_VALIDATION", this.configurationKey, [
+      { code: "custom", path: [], message: `cannot be sent as JSON: ${reason}` },
+    ]);
+  }
+
+  /**
+   * What `/models` shows: header values are credentials often enough, so only their names; a
+   * query parameter named like a key or a token (in `params` or in a URL) is redacted too.
+   */
+  override describe(): ModelDescription {
+    const description = super.describe();
+    const settings = { ...description.modelSettings };
+    const headers = Object.keys(this.#settings.headers);
+    if (headers.length > 0) {
+      settings.headers = Object.fromEntries(headers.map((name) => [name, REDACTED]));
+    }
+    const params = Object.entries(this.#settings.params);
+    if (params.length > 0) {
+      settings.params = Object.fromEntries(
+        params.map(([name, value]) => [name, SECRET_PARAM.test(name) ? REDACTED : value]),
+      );
+    }
+    for (const key of ["endpoint", "batchEndpoint"] as const) {
+      const url = this.#settings[key];
+      if (url !== undefined) settings[key] = redactQuery(url);
+    }
+    description.modelSettings = settings;
+    return description;
+  }
+}
+
+/** The configuration's `timeoutMs` when it sets a usable one (0 means none), else the default. */
+function positiveTimeout(timeoutMs: number | undefined): number {
+  return timeoutMs !== undefined && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS
+    ? timeoutMs
+    : DEFAULT_DISTANT_TIMEOUT_MS;
+}
+
+const REDACTED = "[redacted]";
+const SECRET_PARAM = /key|token|secret|passw|auth|signature|credential/i;
+
+function redactQuery(url: string): string {
+  const parsed = new URL(url);
+  for (const name of new Set(parsed.searchParams.keys())) {
+    if (SECRET_PARAM.test(name)) parsed.searchParams.set(name, REDACTED);
+  }
+  return parsed.href;
+}

@@ -1,0 +1,113 @@
+import type { IncomingHttpHeaders } from "node:http";
+import secureJsonParse from "secure-json-parse";
+import type { Dispatcher } from "undici";
+
+/**
+ * Reading what a remote answered, within bounds: a remote that sends gigabytes, sends forever,
+ * sends HTML while claiming JSON or nests arrays a million deep costs its caller one error, never
+ * unbounded memory or a stack overflow further on (zod and JSON.stringify recurse).
+ */
+
+/** Why an answer was refused; the caller turns it into `ERR_REMOTE_BAD_RESPONSE`. */
+export class UnusableAnswer extends Error {
+  override name = "UnusableAnswer";
+}
+
+/** Deepest nesting of arrays and objects accepted in an answer. */
+export const MAX_JSON_DEPTH = 128;
+
+type Body = Dispatcher.ResponseData["body"];
+
+// application/json and every `+json` type (application/problem+json among them), parameters
+// allowed: one test, no allocation.
+const JSON_TYPE = /^\s*application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i;
+
+export function isJsonType(headers: IncomingHttpHeaders): boolean {
+  const value = headers["content-type"];
+  return typeof value === "string" && JSON_TYPE.test(value);
+}
+
+/**
+ * Drops an answer's body unread, closing its connection. Destroyed unread, undici's body emits
+ * an "aborted" error; it is expected here, so it is listened to rather than left uncaught.
+ */
+export function discard(body: Body): void {
+  body.on("error", ignore);
+  body.destroy();
+}
+
+function ignore(): void {}
+
+/**
+ * The body as text, refused past `limit` bytes without reading the rest (the stream is
+ * destroyed, which closes that connection). A declared length within the limit is read whole:
+ * the HTTP parser never delivers more than it.
+ */
+export function readBounded(
+  body: Body,
+  headers: IncomingHttpHeaders,
+  limit: number,
+): Promise<string> {
+  const length = headers["content-length"];
+  const declared = length === undefined ? Number.NaN : Number(length);
+  if (declared <= limit) return body.text();
+  if (declared > limit) {
+    discard(body);
+    return Promise.reject(
+      new UnusableAnswer(`the answer declares ${declared} bytes, over the ${limit} allowed`),
+    );
+  }
+  return readCounting(body, limit);
+}
+
+async function readCounting(body: Body, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) {
+      discard(body);
+      throw new UnusableAnswer(`the answer is over the ${limit} bytes allowed`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size).toString("utf8");
+}
+
+/**
+ * True when brackets nest deeper than `max` outside strings. Linear and allocation-free; a text
+ * shorter than twice the bound cannot nest that deep and is not scanned.
+ */
+export function nestsDeeperThan(text: string, max: number): boolean {
+  if (text.length <= 2 * max) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (inString) {
+      if (code === 0x5c)
+        i++; // a backslash escapes the next character
+      else if (code === 0x22) inString = false;
+    } else if (code === 0x22) inString = true;
+    else if (code === 0x5b || code === 0x7b) {
+      if (++depth > max) return true;
+    } else if (code === 0x5d || code === 0x7d) depth--;
+  }
+  return false;
+}
+
+/**
+ * The JSON value of an answer. Keys `__proto__` and `constructor.prototype` are refused as the
+ * server refuses them in requests (secure-json-parse), so that a remote cannot poison the
+ * prototype of whatever merges its answer.
+ */
+export function parseJson(text: string): unknown {
+  if (nestsDeeperThan(text, MAX_JSON_DEPTH)) {
+    throw new UnusableAnswer(`the answer nests deeper than ${MAX_JSON_DEPTH} levels`);
+  }
+  try {
+    return secureJsonParse(text, null, { protoAction: "error", constructorAction: "error" });
+  } catch (error) {
+    throw new UnusableAnswer(`the answer is not valid JSON: ${(error as Error).message}`);
+  }
+}
