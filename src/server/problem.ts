@@ -204,16 +204,35 @@ export function loggableError(error: unknown): Record<string, unknown> {
   entry.type = typeof name === "string" ? truncate(name, 100) : "unknown";
   const message = messageOf(error);
   if (message !== undefined) entry.message = truncate(message, MAX_LOGGED_MESSAGE_LENGTH);
-  for (const key of ["code", "modelName"]) {
+  for (const key of loggedKeys(error)) {
     const value = read(error, key);
-    if (typeof value === "string" || typeof value === "number") {
-      entry[key] = truncate(String(value), 200);
-    }
+    if (typeof value === "string") entry[key] = truncate(value, 200);
+    else if (typeof value === "number" || typeof value === "boolean") entry[key] = value;
   }
   const stack = read(error, "stack");
   if (typeof stack === "string") entry.stack = truncate(stack, 2 * MAX_LOGGED_MESSAGE_LENGTH);
   return entry;
 }
+
+/** Most properties of an error the log keeps beside its name, message and stack. */
+const MAX_LOGGED_PROPERTIES = 8;
+
+/**
+ * The error's own keys worth a log line (`code`, `modelName`, a distant call's `attempts`...),
+ * first those two, then the others, bounded; none from an object that refuses to list them.
+ */
+function loggedKeys(error: object): string[] {
+  let own: string[] = [];
+  try {
+    own = Object.keys(error);
+  } catch {
+    // A Proxy refusing `ownKeys`: what `read` can reach is still logged.
+  }
+  const keys = ["code", "modelName", ...own.filter((key) => !SKIPPED_KEYS.has(key))];
+  return [...new Set(keys)].slice(0, MAX_LOGGED_PROPERTIES);
+}
+
+const SKIPPED_KEYS = new Set(["name", "message", "stack", "code", "modelName"]);
 
 /** Logs a refused or failed request once: server faults at error, the rest at info. */
 export function logProblem(request: FastifyRequest, problem: Problem, error: unknown): void {

@@ -4,8 +4,8 @@ import { createClient } from "modelkit-ts/client";
 import t from "tap";
 import { serve, waitReady } from "../../dist/test/helpers/serve.js";
 
-// The example service's models, with a stand-in for `spam` until the service serves its own.
-const MODEL_SERVICE_MODELS = ["dist/examples/models.js", "dist/test/fixtures/spam-stand-in.js"];
+// The example service, as `npm start` serves it: `spam` is its ONNX classifier.
+const MODEL_SERVICE_MODELS = ["dist/examples/models.js"];
 
 async function until(check: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -29,7 +29,8 @@ t.test("triage calls sentiment and spam on the model service", async (t) => {
     subject: "You are a winner",
     body: "Click here to claim your free prize",
   });
-  t.match(spam, { queue: "spam", spamProbability: 1 });
+  t.match(spam, { queue: "spam" });
+  t.ok(spam.spamProbability > 0.9, `spam with probability ${spam.spamProbability}`);
   const angry = await client.predict(
     "triage",
     { subject: "Order 1234", body: "The parcel arrived broken and the support was awful." },
@@ -54,7 +55,10 @@ t.test("triage calls sentiment and spam on the model service", async (t) => {
   const emails = [
     { subject: "Thanks", body: "Great service, really friendly staff" },
     { subject: "Offer", body: "Free money, click now" },
-    { subject: "Question", body: "When do you open?" },
+    {
+      subject: "Meeting notes",
+      body: "Hi team, the notes from yesterday's meeting are below. Let me know if I missed anything before Friday.",
+    },
   ];
   const queues = (await client.predictBatch("triage", emails)).map((triaged) => triaged.queue);
   t.same(queues, ["normal", "spam", "normal"]);
