@@ -40,4 +40,6 @@ export type {
   ModelState,
   PredictContext,
   PredictOptions,
+  TestCase,
+  TestCaseOptions,
 } from "./model/types.js";

@@ -8,6 +8,7 @@ import type {
   ModelState,
   PredictContext,
   PredictOptions,
+  TestCase,
 } from "./types.js";
 import { parseChunk, parseOne } from "./validation.js";
 
@@ -75,6 +76,8 @@ export abstract class BaseModel<TItem, TReturn> {
   static configurations: Record<string, ModelConfiguration> = {};
   static itemSchema?: ZodType;
   static returnSchema?: ZodType;
+  /** Cases for every configuration of the class (see `TestCase`). */
+  static testCases?: readonly TestCase[];
   static kind: ModelKind;
 
   readonly configurationKey: string;
