@@ -41,6 +41,7 @@ Serve models over HTTP. Flags win over the environment variable named after them
       --drain-delay-ms <ms>      serve after SIGTERM with /readyz 503 (default ${DEFAULT_DRAIN_DELAY_MS}) MODELKIT_DRAIN_DELAY_MS
       --grace-period-ms <ms>     then wait for in-flight requests (default ${DEFAULT_GRACE_PERIOD_MS}) MODELKIT_GRACE_PERIOD_MS
       --workers <n|auto>         processes sharing the port (default 1; auto: one per core) MODELKIT_WORKERS
+      --modelkit-routes          also answer Python modelkit's POST /predict/batch/:model MODELKIT_MODELKIT_ROUTES
   -h, --help
 `;
 
@@ -55,6 +56,7 @@ const SERVE_OPTIONS = {
   "drain-delay-ms": { type: "string" },
   "grace-period-ms": { type: "string" },
   workers: { type: "string" },
+  "modelkit-routes": { type: "boolean" },
 } as const;
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -72,6 +74,8 @@ export interface ServeConfig extends ModelSelection {
   gracePeriodMs: number;
   /** Worker processes (`--workers`, node:cluster); 1 serves in this process. */
   workers: number;
+  /** Also serve Python modelkit's `/predict/batch/:model`. */
+  modelkitRoutes: boolean;
 }
 
 export function serveConfig(args: readonly string[], env: NodeJS.ProcessEnv): ServeConfig | "help" {
@@ -118,6 +122,11 @@ export function serveConfig(args: readonly string[], env: NodeJS.ProcessEnv): Se
       DEFAULT_GRACE_PERIOD_MS,
     ),
     workers: parseWorkers(pick(values.workers, env.MODELKIT_WORKERS)),
+    modelkitRoutes:
+      values["modelkit-routes"] ??
+      (env.MODELKIT_MODELKIT_ROUTES
+        ? flag("MODELKIT_MODELKIT_ROUTES", env.MODELKIT_MODELKIT_ROUTES)
+        : false),
   };
 }
 
@@ -141,6 +150,7 @@ export async function serve(
     accessLog: config.accessLog,
     slowRequestMs: config.slowRequestMs,
     bodyLimit: config.bodyLimit,
+    modelkitRoutes: config.modelkitRoutes,
     plugins,
   });
   gracefulShutdown(app, { drainDelayMs: config.drainDelayMs, gracePeriodMs: config.gracePeriodMs });
