@@ -49,7 +49,6 @@ const BATCH_OPTIONS = {
   "max-line-bytes": { type: "string" },
 } as const;
 
-
 export interface BatchConfig {
   model: string;
   models: string[];

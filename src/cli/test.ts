@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { stringify } from "yaml";
 import { ModelLibrary } from "../library/library.js";
+import { envFlag } from "../library/settings.js";
 import { collectTestCases, describeError, runTestCase } from "../testing/cases.js";
 import { MODEL_OPTIONS, modelSelection, usageErrors } from "./options.js";
 
@@ -12,7 +13,7 @@ Run the test cases the models declare (a class's \`static testCases\`, a configu
   -m, --models <spec,...>        model modules (default: the bundled examples)  MODELKIT_MODELS
   -r, --required-models <n,...>  test only these models (default: all)          MODELKIT_REQUIRED_MODELS
   -u, --update                   rewrite the reference files of \`reference\` cases with the
-                                 predictions, instead of comparing with them
+                                 predictions, instead of comparing   MODELKIT_UPDATE_REFERENCES
   -h, --help
 `;
 
@@ -42,6 +43,8 @@ export async function runTests(
   );
   if (values.help) return "help";
   const selection = modelSelection(values, env);
+  const update =
+    values.update ?? envFlag("MODELKIT_UPDATE_REFERENCES", env.MODELKIT_UPDATE_REFERENCES) ?? false;
   const library = new ModelLibrary({
     models: selection.models,
     ...(selection.requiredModels === undefined ? {} : { requiredModels: selection.requiredModels }),
@@ -59,7 +62,7 @@ export async function runTests(
     const cases = collectTestCases(library, selection.requiredModels);
     let failed = 0;
     for (const [i, testCase] of cases.entries()) {
-      const outcome = await runTestCase(library, testCase, { update: values.update ?? false });
+      const outcome = await runTestCase(library, testCase, { update });
       if (outcome.ok) {
         const wrote = outcome.wrote === undefined ? undefined : { wrote: outcome.wrote };
         write(testPoint(true, i + 1, testCase.name, wrote));

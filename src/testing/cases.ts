@@ -33,7 +33,18 @@ const DIFF_TIMEOUT_MS = 2000;
 /**
  * The test cases of `names` (default: every model the library serves), from each model's class
  * (`static testCases`, its own, not a parent's) and configuration (`testCases`). The library
- * must be loaded.
+ * must be loaded. With `runTestCase`, what a runner of another test framework needs.
+ *
+ * @example
+ * // vitest or jest
+ * const library = new ModelLibrary({ models: ["./dist/models.js"] });
+ * await library.load();
+ * afterAll(() => library.close());
+ * for (const testCase of collectTestCases(library)) {
+ *   test(testCase.name, async () => {
+ *     expect(await runTestCase(library, testCase)).toEqual({ ok: true });
+ *   });
+ * }
  */
 export function collectTestCases(
   library: ModelLibrary,
@@ -59,7 +70,12 @@ const listOf = (value: unknown): TestCase[] => (Array.isArray(value) ? value : [
 /**
  * Predicts the case's item through `library.predict` (validation, cache and timeout included)
  * and compares the answer: with `result` by deep strict equality, with `reference` against the
- * JSON file, which `update` rewrites instead.
+ * JSON file, which `update` rewrites instead. Never throws: a failure is `{ ok: false, message,
+ * diff? }`.
+ *
+ * @example
+ * const outcome = await runTestCase(library, testCase, { update: false });
+ * if (!outcome.ok) console.error(outcome.message, outcome.diff ?? "");
  */
 export async function runTestCase(
   library: ModelLibrary,

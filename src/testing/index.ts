@@ -16,14 +16,14 @@ export { collectTestCases, runTestCase } from "./cases.js";
  * this `test` method.
  */
 export interface TestHost {
-  test(name: string, fn: (t: TestContext) => Promise<void>): unknown;
+  test(name: string, fn: (t: SubtestContext) => Promise<void>): unknown;
 }
 
 /**
  * A subtest's context. tap's has `pass` and `fail`, whose diagnostics show a diff as tap shows
  * its own; node:test's has neither, and a failure is thrown.
  */
-export interface TestContext extends TestHost {
+export interface SubtestContext extends TestHost {
   pass?(message: string): unknown;
   fail?(message: string, extra: { diff?: string; at: null; stack: string }): unknown;
 }

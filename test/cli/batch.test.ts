@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
+import { type BatchConfig, batchConfig, runBatch } from "../../dist/src/cli/batch.js";
 import { ProgressBar } from "../../dist/src/cli/progress.js";
 import { fixture, runCli } from "../../dist/test/helpers/cli.js";
 
@@ -126,27 +127,36 @@ t.test(
   },
 );
 
-t.test("usage mistakes exit 2 before any model loads", async (t) => {
+t.test("mistakes: usage errors exit 2 before any model loads; unreadable files", async (t) => {
   const input = path("usage.jsonl");
   await writeFile(input, "");
   const same = await runCli(["batch", "length", "--input", input, "--output", input]);
   t.equal(same.code, 2);
   t.match(same.stderr, /--input, --output and --rejects must be different files/);
-  const missing = await runCli(["batch", "length", "--input", input]);
-  t.equal(missing.code, 2);
-  t.match(missing.stderr, /give the --input and --output files/);
-  const noInput = await runCli([
-    "batch",
-    "length",
-    "-m",
-    MODELS,
-    "--input",
-    path("none.jsonl"),
-    "--output",
-    path("x"),
-  ]);
-  t.equal(noInput.code, 1);
-  t.match(noInput.stderr, /cannot read --input .*none\.jsonl: ENOENT/);
+  t.throws(() => batchConfig(["length", "--input", input], {}), {
+    name: "UsageError",
+    message: "give the --input and --output files",
+  });
+  t.throws(
+    () => batchConfig(["length", "--input", input, "--output", "x", "--batch-size", "0"], {}),
+    {
+      message: '--batch-size must be an integer from 1 to 1000000, got "0"',
+    },
+  );
+  const config = batchConfig(
+    ["length", "-m", MODELS, "--input", path("none"), "--output", path("x")],
+    {},
+  );
+  await t.rejects(runBatch(config as BatchConfig), {
+    message: /^cannot read --input .*none: ENOENT/,
+  });
+  const unwritable = batchConfig(
+    ["length", "-m", MODELS, "--input", input, "--output", path("no/dir/x")],
+    {},
+  );
+  await t.rejects(runBatch(unwritable as BatchConfig), {
+    message: /^cannot write --output .*no\/dir\/x: ENOENT/,
+  });
 });
 
 t.test("a large file goes through in bounded memory", async (t) => {

@@ -2,45 +2,13 @@
 // (22.18 and later), and under tsx everywhere. `headline` is a sync model over the async
 // `measure`, so its module is imported on the main thread and on worker threads.
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
-import { createInterface } from "node:readline";
-import t, { type Test } from "tap";
-import { MAIN, ROOT } from "../../dist/test/helpers/cli.js";
+import t from "tap";
+import { postJson, startServe } from "../../dist/test/helpers/cli.js";
 
 const MODELS = "./test/fixtures/typescript/models.ts";
 const nativeTypeScript = Boolean((process.features as { typescript?: unknown }).typescript);
 // tsx's loader for `node --import`, as its documentation gives it.
 const TSX = import.meta.resolve("tsx");
-
-/** `modelkit-ts serve` of the .ts module with these node flags; resolves with its URL. */
-async function serveTypeScript(t: Test, execArgv: string[]): Promise<string> {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [...execArgv, MAIN, "serve", "--models", MODELS],
-    {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        PORT: "0",
-        MODELKIT_DRAIN_DELAY_MS: "0",
-      },
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  });
-  const exited = once(child, "exit");
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-    lines.on("line", (line) => {
-      const address = /listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
-      if (address?.[1]) resolve(address[1]);
-    });
-    exited.then(([code]) => reject(new Error(`serve exited with ${code} before listening`)));
-  });
-}
 
 /** The library's state once its load settled (loaded or failed), from /readyz. */
 async function settled(url: string): Promise<{ status: number; body: { library: string } }> {
@@ -55,15 +23,6 @@ async function settled(url: string): Promise<{ status: number; body: { library: 
   }
 }
 
-const post = async (url: string, body: unknown) => {
-  const response = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  return { status: response.status, body: await response.json() };
-};
-
 const variants = [
   {
     name: "natively",
@@ -75,10 +34,10 @@ const variants = [
 
 for (const variant of variants) {
   t.test(`a .ts model module is served ${variant.name}`, { skip: variant.skip }, async (t) => {
-    const url = await serveTypeScript(t, variant.execArgv);
+    const url = await startServe(t, ["--models", MODELS], { execArgv: variant.execArgv });
     const { status, body } = await settled(url);
 
-    const measured = await post(`${url}/predict/measure`, "héllo");
+    const measured = await postJson(`${url}/predict/measure`, "héllo");
     t.same(measured, { status: 200, body: { text: "héllo", characters: 5 } }, "the async model");
 
     // Worker threads import the module again; without native type stripping only a loader
@@ -92,7 +51,7 @@ for (const variant of variants) {
       "every model loads",
       { todo },
     );
-    const headline = await post(`${url}/predict/headline`, { title: "héllo" });
+    const headline = await postJson(`${url}/predict/headline`, { title: "héllo" });
     t.match(
       headline,
       { status: 200, body: { text: "HÉLLO", characters: 5, thread: /^worker \d+$/ } },
