@@ -25,6 +25,9 @@ export class Tokenizer extends Model<string, string[]> {
   static override configurations = { tokenizer: {} };
   static override itemSchema = z.string().max(100_000);
   static override returnSchema = z.array(z.string());
+  static override testCases = [
+    { item: "Don't panic: it's a test", result: ["don't", "panic", "it's", "a", "test"] },
+  ];
 
   readonly #segmenter = new Intl.Segmenter("en", { granularity: "word" });
 
@@ -130,6 +133,18 @@ export class Sentiment extends Model<Text, SentimentResult> {
   };
   static override itemSchema = Text;
   static override returnSchema = SentimentResult;
+  static override testCases = [
+    {
+      item: { text: "The room was not bad, and the staff were really friendly" },
+      result: {
+        label: "positive",
+        score: 5,
+        comparative: 0.455,
+        positive: ["bad", "friendly"],
+        negative: [],
+      },
+    },
+  ];
 
   // Maps, not the parsed objects: a text saying "constructor" or "__proto__" must not find
   // Object.prototype's members as valences.
@@ -193,6 +208,15 @@ export class Fingerprint extends AsyncModel<Text, Fingerprinted> {
   static override configurations = { fingerprint: {} };
   static override itemSchema = Text;
   static override returnSchema = Fingerprinted;
+  static override testCases = [
+    {
+      item: { text: "hello" },
+      result: {
+        sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+        bytes: 5,
+      },
+    },
+  ];
 
   protected override async _predict({ text }: Text): Promise<Fingerprinted> {
     const bytes = new TextEncoder().encode(text.normalize("NFC"));
@@ -218,6 +242,16 @@ export class Analyze extends AsyncModel<Text, Report> {
   };
   static override itemSchema = Text;
   static override returnSchema = Report;
+  static override testCases = [
+    {
+      item: { text: "Not bad at all, really great" },
+      result: {
+        words: 6,
+        sentiment: { label: "positive", score: 5 },
+        sha256: "315ab84702b3f4a9dc2c835a5a56c1989450a165649957d06c415f068dfc0027",
+      },
+    },
+  ];
 
   protected override async _predict(item: Text): Promise<Report> {
     const tokens = this.modelDependencies.get<Tokenizer>("tokenizer").predict(item.text);
@@ -240,6 +274,11 @@ export class Dedup extends Model<Text, DedupKey> {
   };
   static override itemSchema = Text;
   static override returnSchema = DedupKey;
+  // Texts that differ only in case, spacing and punctuation share a key.
+  static override testCases = [
+    { item: { text: "Hello,   World!" }, result: { key: "623d804aa95150ef", words: 2 } },
+    { item: { text: "hello world" }, result: { key: "623d804aa95150ef", words: 2 } },
+  ];
 
   protected override _predict({ text }: Text): DedupKey {
     const words = this.modelDependencies.get<Tokenizer>("tokenizer").predict(text);

@@ -44,6 +44,7 @@ export {
   onBatchEvent,
 } from "./library/batcher.js";
 export { type LibraryState, ModelLibrary, type ModelStatus } from "./library/library.js";
+export { type LoadModelOptions, loadModel } from "./library/load-model.js";
 export type { ModelClass, ModelSource } from "./library/registry.js";
 export type { CacheSettings, LibrarySettings, ModelLibraryOptions } from "./library/settings.js";
 export { AsyncModel } from "./model/async-model.js";
@@ -60,6 +61,8 @@ export type {
   ModelState,
   PredictContext,
   PredictOptions,
+  TestCase,
+  TestCaseOptions,
   TraceContext,
 } from "./model/types.js";
 export { ModelHandle } from "./runtime/model-handle.js";

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Makes (once) and prints the name of a local stand-in for the official `node:*-bookworm-slim`
+# Makes (once) and prints the name of a local stand-in for the official `node:24-bookworm-slim`
 # image, for machines that cannot pull from a registry.
 #
-# It is Debian bookworm (debootstrap --variant=minbase) plus this machine's own `node` and `npm`,
-# laid out like the official image: node and npm in /usr/local/bin, npm's package in
+# It is Debian bookworm (debootstrap --variant=minbase) plus Node.js 24 LTS (the version pinned
+# in scripts/node/versions.sh, from the npm registry's node-linux-* package, see
+# scripts/node/ensure-node.sh; MODELKIT_IMAGE_NODE_VERSION picks another) and this machine's
+# `npm`, laid out like the official image: node and npm in /usr/local/bin, npm's package in
 # /usr/local/lib/node_modules/npm, and an unprivileged `node` user (uid/gid 1000, home
 # /home/node). Pass it to the Dockerfile with `--build-arg NODE_IMAGE=<printed name>`.
 #
@@ -15,17 +17,21 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/container/lib.sh
 source "$here/lib.sh"
 
+# shellcheck source=scripts/node/versions.sh
+source "$here/../node/versions.sh"
+
 # Bump when the recipe below changes, so cached images are not reused.
-RECIPE=2
+RECIPE=3
 SUITE=bookworm
 
-node_bin="$(readlink -f "$(command -v node)")"
+node_bin="$("$here/../node/ensure-node.sh" "${MODELKIT_IMAGE_NODE_VERSION:-$NODE_24}")/node"
 node_version="$("$node_bin" --version)"
-# npm's package directory: <prefix>/lib/node_modules/npm, where <prefix> is node's install prefix
-# (/usr for Debian/NodeSource packages, /usr/local for the official tarballs).
-npm_dir="$(readlink -f "$(dirname "$node_bin")/../lib/node_modules/npm")"
-[[ -f "$npm_dir/bin/npm-cli.js" ]] || die "npm not found next to $node_bin (looked in $npm_dir)"
-npm_version="$("$node_bin" -p "require('$npm_dir/package.json').version")"
+# The machine's npm package directory: npm-cli.js is <npm_dir>/bin/npm-cli.js.
+npm_cli="$(readlink -f "$(command -v npm)")"
+npm_dir="$(dirname "$(dirname "$npm_cli")")"
+[[ -f "$npm_dir/bin/npm-cli.js" ]] || die "npm's package not found (looked in $npm_dir)"
+npm_version="$("$node_bin" "$npm_dir/bin/npm-cli.js" --version)" ||
+  die "npm in $npm_dir does not run on node $node_version"
 
 image="localhost/modelkit-node-base:${node_version#v}-npm${npm_version}-${SUITE}-r${RECIPE}"
 

@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 import { createRequire } from "node:module";
 import { ASSETS_USAGE, assetsCommand } from "./assets.js";
+import { BATCH_USAGE, batchCommand } from "./batch.js";
 import { BENCH_USAGE, benchCommand } from "./bench.js";
 import { serveCluster } from "./cluster.js";
 import { DESCRIBE_USAGE, describeCommand } from "./describe.js";
 import { OPENAPI_USAGE, openapiCommand } from "./openapi.js";
 import { OPERATIONS_ENV, operationsPlugins } from "./operations.js";
 import { CLI_ERROR_CODES, UsageError } from "./options.js";
+import { PREDICT_USAGE, predictCommand } from "./predict.js";
 import { SERVE_USAGE, serve, serveConfig } from "./serve.js";
+import { TEST_USAGE, testCommand } from "./test.js";
 
 const USAGE = `Usage: modelkit-ts <command> [options]
 
@@ -17,6 +20,9 @@ Commands:
   openapi    print the OpenAPI document of the models (YAML or JSON)
   bench      time a model's predict and predictBatch in-process (throughput, p50/p95/p99)
   assets     publish model assets (new, update, publish, list) and fetch them into the cache
+  predict    predict one item and print the answer as JSON
+  batch      predict every line of a JSON Lines file into another (streaming)
+  test       run the models' test cases and print TAP
 
 Run \`modelkit-ts <command> --help\` for a command's options.
 `;
@@ -39,6 +45,9 @@ const COMMANDS: Record<string, { usage: string; run: (args: string[]) => Promise
   openapi: { usage: OPENAPI_USAGE, run: (args) => openapiCommand(args, process.env) },
   bench: { usage: BENCH_USAGE, run: (args) => benchCommand(args, process.env) },
   assets: { usage: ASSETS_USAGE, run: (args) => assetsCommand(args, process.env) },
+  predict: { usage: PREDICT_USAGE, run: (args) => predictCommand(args, process.env) },
+  batch: { usage: BATCH_USAGE, run: (args) => batchCommand(args, process.env) },
+  test: { usage: TEST_USAGE, run: (args) => testCommand(args, process.env) },
 };
 
 async function main(argv: string[]): Promise<void> {

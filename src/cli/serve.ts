@@ -57,6 +57,7 @@ Serve models over HTTP. Flags win over the environment variable named after them
       --grace-period-ms <ms>     then wait for in-flight requests (default ${DEFAULT_GRACE_PERIOD_MS}) MODELKIT_GRACE_PERIOD_MS
       --close-timeout-ms <ms>    then each model's close; past it, exit 1 (default ${DEFAULT_CLOSE_TIMEOUT_MS}) MODELKIT_CLOSE_TIMEOUT_MS
       --workers <n|auto>         processes sharing the port (default 1; auto: one per core) MODELKIT_WORKERS
+      --modelkit-routes          also answer Python modelkit's POST /predict/batch/:model MODELKIT_MODELKIT_ROUTES
   -h, --help
 `;
 
@@ -77,6 +78,7 @@ const SERVE_OPTIONS = {
   "grace-period-ms": { type: "string" },
   "close-timeout-ms": { type: "string" },
   workers: { type: "string" },
+  "modelkit-routes": { type: "boolean" },
 } as const;
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -101,6 +103,8 @@ export interface ServeConfig extends ModelSelection {
   closeTimeoutMs: number;
   /** Worker processes (`--workers`, node:cluster); 1 serves in this process. */
   workers: number;
+  /** Also serve Python modelkit's `/predict/batch/:model`. */
+  modelkitRoutes: boolean;
 }
 
 export function serveConfig(args: readonly string[], env: NodeJS.ProcessEnv): ServeConfig | "help" {
@@ -187,6 +191,11 @@ export function serveConfig(args: readonly string[], env: NodeJS.ProcessEnv): Se
       DEFAULT_CLOSE_TIMEOUT_MS,
     ),
     workers: parseWorkers(pick(values.workers, env.MODELKIT_WORKERS)),
+    modelkitRoutes:
+      values["modelkit-routes"] ??
+      (env.MODELKIT_MODELKIT_ROUTES
+        ? flag("MODELKIT_MODELKIT_ROUTES", env.MODELKIT_MODELKIT_ROUTES)
+        : false),
   };
 }
 
@@ -223,6 +232,7 @@ export async function serve(
     keepAliveTimeoutMs: config.keepAliveTimeoutMs,
     ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
     closeTimeoutMs: config.closeTimeoutMs,
+    modelkitRoutes: config.modelkitRoutes,
     plugins,
   });
   log = app.log;

@@ -22,7 +22,7 @@ import { errorData } from "../runtime/wire.js";
 import { WrappedAsyncModel } from "../runtime/wrapped-async-model.js";
 import { checkConfiguration } from "./configuration.js";
 import { dependencyAliases, dependsOnAsync, loadOrder, notFound } from "./graph.js";
-import { isModelClass, type Registration, registerSources } from "./registry.js";
+import { isModelClass, type ModelClass, type Registration, registerSources } from "./registry.js";
 import { ModelRunner } from "./runner.js";
 import {
   DEFAULT_CANCEL_GRACE_MS,
@@ -588,6 +588,20 @@ export class ModelLibrary {
       `${name} loads asynchronously: use \`await library.getAsync("${name}")\``,
       { modelName: name },
     );
+  }
+
+  /**
+   * What `name` is made of: its model class and its final configuration (the class's
+   * declaration, then the library's overrides). Known once the library loaded, whether or not
+   * an instance of the model lives on this thread.
+   */
+  definitionOf(name: string): { modelClass: ModelClass; configuration: ModelConfiguration } {
+    this.#assertServed(name);
+    const registration = this.#registry.get(name) as Registration;
+    return {
+      modelClass: registration.cls,
+      configuration: this.#configurations.get(name) ?? registration.configuration,
+    };
   }
 
   /** True when `name` is served by this library (loaded, or loadable lazily). */

@@ -12,6 +12,7 @@ import type {
   ModelState,
   PredictContext,
   PredictOptions,
+  TestCase,
   TraceContext,
 } from "./types.js";
 
@@ -82,6 +83,8 @@ export abstract class BaseModel<TItem, TReturn> {
   static configurations: Record<string, ModelConfiguration> = {};
   static itemSchema?: ZodType;
   static returnSchema?: ZodType;
+  /** Cases for every configuration of the class (see `TestCase`). */
+  static testCases?: readonly TestCase[];
   static kind: ModelKind;
 
   static {

@@ -40,6 +40,8 @@ export interface ModelConfiguration {
    * configures, as a model class or as the name of one of that class's configurations.
    */
   model?: string | (abstract new (...args: never[]) => unknown);
+  /** Cases for this configuration only, besides the class's `testCases` (see `TestCase`). */
+  testCases?: readonly TestCase[];
 }
 
 /**
@@ -72,6 +74,25 @@ export interface PredictOptions extends PredictContext {
   forceCompute?: boolean;
 }
 
+/**
+ * An item and the answer it must give, checked by `modelkit-ts test` and by `testModels` from
+ * `modelkit-ts/testing`: inline (`result`, compared by deep strict equality), or in a JSON
+ * reference file (`reference`: a path from the current directory, or a URL) for long answers,
+ * written by `modelkit-ts test --update`.
+ *
+ * @example
+ * static override testCases = [
+ *   { item: "Hello, world", result: ["hello", "world"] },
+ *   { item: longText, reference: "test/references/tokenizer-long.json" },
+ * ];
+ */
+export type TestCase<TItem = unknown, TReturn = unknown> =
+  | { item: TItem; result: TReturn; options?: TestCaseOptions }
+  | { item: TItem; reference: string | URL; options?: TestCaseOptions };
+
+/** What a test case may pass to `predict` (a signal makes no sense in a test case). */
+export type TestCaseOptions = Omit<PredictOptions, "signal">;
+
 export type BatchCallback<TItem, TReturn> = (
   step: number,
   batchItems: TItem[],
@@ -92,6 +113,7 @@ export interface ModelClassStatics {
   configurations?: Record<string, ModelConfiguration>;
   itemSchema?: ZodType;
   returnSchema?: ZodType;
+  testCases?: readonly TestCase[];
 }
 
 /** Options of a model constructor; the library fills them, a standalone user may too. */

@@ -1,3 +1,5 @@
+import * as workerThreads from "node:worker_threads";
+
 /**
  * The Node flags a model's thread starts with: those of the main thread that decide how modules
  * load (`--import` of a loader such as tsx, `--require`, `--conditions`, type stripping), so a
@@ -5,7 +7,10 @@
  * process-wide flags in a worker (`--max-old-space-size`, `--expose-gc`, `--inspect`), and
  * `--input-type` (for `node -e`) would stop a worker from starting from a file.
  */
-export function threadExecArgv(execArgv: readonly string[] = process.execArgv): string[] {
+export function threadExecArgv(
+  execArgv: readonly string[] = process.execArgv,
+  tsxRegistersInThreads = "isInternalThread" in workerThreads,
+): string[] {
   const kept: string[] = [];
   for (let i = 0; i < execArgv.length; i++) {
     const arg = execArgv[i] as string;
@@ -13,12 +18,21 @@ export function threadExecArgv(execArgv: readonly string[] = process.execArgv): 
     if (!MODULE_FLAGS.has(name)) continue;
     kept.push(arg);
     // `--import x` as two arguments: the value goes with its flag.
+    let value = arg.slice(name.length + 1);
     if (!arg.includes("=") && TAKES_VALUE.has(name) && i + 1 < execArgv.length) {
-      kept.push(execArgv[++i] as string);
+      value = execArgv[++i] as string;
+      kept.push(value);
+    }
+    if (name === "--import" && TSX.test(value) && !tsxRegistersInThreads) {
+      kept.push("--import", TSX_REGISTER);
     }
   }
   return kept;
 }
+
+/** tsx's loader, as `--import tsx` or as the path tsx's own CLI gives. */
+const TSX = /^tsx$|[/\\]tsx[/\\]/;
+const TSX_REGISTER = new URL("../threads/tsx-register.js", import.meta.url).href;
 
 const TAKES_VALUE = new Set([
   "--import",

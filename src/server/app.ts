@@ -76,6 +76,11 @@ export interface ServerOptions {
   closeTimeoutMs?: number;
   /** Most items one `/predict_batch` request may hold (422 beyond). Default 10,000. */
   maxBatchItems?: number;
+  /**
+   * Also answer Python modelkit's `POST /predict/batch/:model`, as `/predict_batch/:model`, so
+   * that its clients keep working. Default false.
+   */
+  modelkitRoutes?: boolean;
   /** Serve the Swagger UI at /docs. Default true. */
   docs?: boolean;
   /** `app.close()` also closes the library. Default true: the server owns what it serves. */
@@ -167,6 +172,9 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   }
   await app.register(healthRoutes);
   await app.register(modelRoutes);
-  await app.register(predictRoutes, { maxBatchItems });
+  await app.register(predictRoutes, {
+    maxBatchItems,
+    modelkitRoutes: options.modelkitRoutes ?? false,
+  });
   return app;
 }

@@ -262,31 +262,36 @@ pass "podman stop: the server exits 0"
 # Mounted under /app, the module is inside the package's scope, so `import "modelkit-ts"`
 # resolves to the image's own build (a package may import itself by name) and its other
 # imports resolve from /app/node_modules: the way docs/deployment.md tells users to add models.
-cat >"$tmp/slow.js" <<'JS'
+# It is TypeScript, uncompiled: the image's Node 24 strips the types.
+cat >"$tmp/slow.ts" <<'TS'
 // Mounted into the container by test/container/run.sh: a model that takes as long as it is
 // asked to, so that a request is in flight when the container is told to stop.
 import { AsyncModel } from "modelkit-ts";
 
-export class Slow extends AsyncModel {
-  static configurations = { slow: {} };
-  async _predict(item) {
-    await new Promise((resolve) => setTimeout(resolve, item.ms));
+interface Nap {
+  ms: number;
+}
+
+export class Slow extends AsyncModel<Nap, { sleptMs: number }> {
+  static override configurations = { slow: {} };
+  protected override async _predict(item: Nap): Promise<{ sleptMs: number }> {
+    await new Promise<void>((resolve) => setTimeout(resolve, item.ms));
     return { sleptMs: item.ms };
   }
 }
-JS
+TS
 chmod 0755 "$tmp"
-chmod 0644 "$tmp/slow.js"
+chmod 0644 "$tmp/slow.ts"
 
 port="$(free_port)"
 start slow --env "PORT=$port" \
-  --env "MODELKIT_MODELS=./models/slow.js" \
+  --env "MODELKIT_MODELS=./models/slow.ts" \
   --env "MODELKIT_DRAIN_DELAY_MS=$DRAIN_DELAY_MS" \
   --env "MODELKIT_GRACE_PERIOD_MS=$GRACE_PERIOD_MS" \
-  --volume "$tmp/slow.js:/app/models/slow.js:ro"
+  --volume "$tmp/slow.ts:/app/models/slow.ts:ro"
 slow="$container"
 wait_ready "$port"
-pass "a model mounted into the container is served (MODELKIT_MODELS=./models/slow.js)"
+pass "a TypeScript model mounted into the container is served (MODELKIT_MODELS=./models/slow.ts)"
 
 # The slow request, in the background; its status and body land in files.
 request_start=$(now_ms)

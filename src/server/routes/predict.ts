@@ -57,7 +57,7 @@ class DisconnectOptions implements PredictOptions {
  */
 export async function predictRoutes(
   app: FastifyInstance,
-  options: { maxBatchItems: number },
+  options: { maxBatchItems: number; modelkitRoutes?: boolean },
 ): Promise<void> {
   const { library } = app.modelkit;
 
@@ -126,45 +126,46 @@ export async function predictRoutes(
     return answer(reply, prediction, false);
   });
 
-  app.post(
-    "/predict_batch/:model",
-    { schema: { hide: true } },
-    (request: PredictRequest, reply) => {
-      const name = accept(request, reply);
-      if (name === undefined) return undefined;
-      const items = request.body;
-      if (!Array.isArray(items)) {
-        return failed(
-          reply,
-          new ValidationError("ERR_ITEM_VALIDATION", name, [
-            { code: "invalid_type", path: [], message: "expected a JSON array of items" },
-          ]),
-        );
-      }
-      // An empty batch is a client mistake, not a request for nothing; a huge one would hold a
-      // model (and the event loop validating it) for everyone else.
-      if (items.length === 0 || items.length > options.maxBatchItems) {
-        const message =
-          items.length === 0
-            ? "expected at least one item"
-            : `expected at most ${options.maxBatchItems} items, got ${items.length}`;
-        return failed(
-          reply,
-          new ValidationError("ERR_ITEM_VALIDATION", name, [
-            { code: items.length === 0 ? "too_small" : "too_big", path: [], message },
-          ]),
-        );
-      }
-      const predictOptions = new DisconnectOptions(reply);
-      let predictions: unknown;
-      try {
-        predictions = library[predictBatchEagerly](name, items, predictOptions);
-      } catch (error) {
-        return failed(reply, error);
-      }
-      return answer(reply, predictions, true);
-    },
-  );
+  const predictBatch = (request: PredictRequest, reply: FastifyReply) => {
+    const name = accept(request, reply);
+    if (name === undefined) return undefined;
+    const items = request.body;
+    if (!Array.isArray(items)) {
+      return failed(
+        reply,
+        new ValidationError("ERR_ITEM_VALIDATION", name, [
+          { code: "invalid_type", path: [], message: "expected a JSON array of items" },
+        ]),
+      );
+    }
+    // An empty batch is a client mistake, not a request for nothing; a huge one would hold a
+    // model (and the event loop validating it) for everyone else.
+    if (items.length === 0 || items.length > options.maxBatchItems) {
+      const message =
+        items.length === 0
+          ? "expected at least one item"
+          : `expected at most ${options.maxBatchItems} items, got ${items.length}`;
+      return failed(
+        reply,
+        new ValidationError("ERR_ITEM_VALIDATION", name, [
+          { code: items.length === 0 ? "too_small" : "too_big", path: [], message },
+        ]),
+      );
+    }
+    const predictOptions = new DisconnectOptions(reply);
+    let predictions: unknown;
+    try {
+      predictions = library[predictBatchEagerly](name, items, predictOptions);
+    } catch (error) {
+      return failed(reply, error);
+    }
+    return answer(reply, predictions, true);
+  };
+  app.post("/predict_batch/:model", { schema: { hide: true } }, predictBatch);
+  // Python modelkit's path, for its clients; the router prefers the static `batch` segment.
+  if (options.modelkitRoutes) {
+    app.post("/predict/batch/:model", { schema: { hide: true } }, predictBatch);
+  }
 }
 
 /**
