@@ -1,4 +1,4 @@
-import { AssetsManager, pinnedAssetsSettings } from "../assets/manager.js";
+import { AssetsManager } from "../assets/manager.js";
 import { createPredictionCache, type PredictionCache } from "../cache/prediction-cache.js";
 import { didYouMean, hasErrorCode, ModelkitError } from "../errors.js";
 import { type BaseModel, describeModel, pipelineSpecOf } from "../model/base.js";
@@ -7,33 +7,21 @@ import { Pipeline, type PipelineSpec } from "../model/pipeline.js";
 import type {
   ModelConfiguration,
   ModelDescription,
-  ModelKind,
   ModelState,
   PredictOptions,
 } from "../model/types.js";
-import { SynckitBridge } from "../runtime/bridge.js";
+import type { SynckitBridge } from "../runtime/bridge.js";
 import { type AsyncCaller, pathCaller, type SyncCaller } from "../runtime/callers.js";
-import { threadExecArgv } from "../runtime/exec-argv.js";
 import { ModelHandle } from "../runtime/model-handle.js";
-import { ModelPool } from "../runtime/pool.js";
-import type { ElsewhereModel } from "../runtime/pool-protocol.js";
-import type { WrappedModelInfo } from "../runtime/stand-in.js";
+import type { ModelPool, ThreadEvent } from "../runtime/pool.js";
 import { errorData } from "../runtime/wire.js";
 import { WrappedAsyncModel } from "../runtime/wrapped-async-model.js";
-import { checkConfiguration } from "./configuration.js";
-import { dependencyAliases, dependsOnAsync, loadOrder, notFound } from "./graph.js";
-import { isModelClass, type ModelClass, type Registration, registerSources } from "./registry.js";
+import { checkConfiguration, resolveConfigurations } from "./configurations.js";
+import { loadOrder } from "./graph.js";
+import { type LibraryRuntime, Placement } from "./placement.js";
+import { type ModelClass, type Registration, registerSources } from "./registry.js";
 import { ModelRunner } from "./runner.js";
-import {
-  DEFAULT_CANCEL_GRACE_MS,
-  DEFAULT_POOL_SIZE,
-  DEFAULT_TIMEOUT_MS,
-  type LibrarySettings,
-  type ModelLibraryOptions,
-  type ResolvedOptions,
-  resolveOptions,
-} from "./settings.js";
-import { threadModels } from "./thread-spec.js";
+import { type ModelLibraryOptions, type ResolvedOptions, resolveOptions } from "./settings.js";
 
 type AnyModel = BaseModel<unknown, unknown>;
 
@@ -50,20 +38,6 @@ export interface ModelStatus {
   loadTimeMs?: number;
   error?: { code?: string; message: string };
 }
-
-/**
- * Where a library runs, for the threads the runtime starts (not for library users):
- * - `main`: the library a program makes; models may run on threads of their own;
- * - `pool`: inside a model's thread; `elsewhere` names the models it reaches through `home`;
- * - `bridge`: inside the worker that answers sync models called directly on the main thread.
- */
-export interface LibraryRuntime {
-  role: "main" | "pool" | "bridge";
-  elsewhere?: Record<string, ElsewhereModel>;
-  home?: { sync: SyncCaller; async: AsyncCaller };
-}
-
-const THREAD_EXEC_ARGV = threadExecArgv();
 
 /**
  * Loads model classes from modules, builds the required configurations with their
@@ -85,7 +59,9 @@ export class ModelLibrary {
   readonly #runtime: LibraryRuntime;
   #registry = new Map<string, Registration>();
   /** Final configuration of every configured name: class declaration, then overrides. */
-  readonly #configurations = new Map<string, ModelConfiguration>();
+  #configurations = new Map<string, ModelConfiguration>();
+  /** Where each model runs; made once the configurations are known. */
+  #placement = new Placement({ role: "main" }, new Map(), new Map(), {});
   /** The required names and their dependencies, dependencies first. */
   #order: string[] = [];
   readonly #models = new Map<string, AnyModel>();
@@ -140,7 +116,13 @@ export class ModelLibrary {
     this.#state = "loading";
     try {
       this.#registry = await registerSources(this.#options.models);
-      this.#resolveConfigurations();
+      this.#configurations = resolveConfigurations(this.#registry, this.#options);
+      this.#placement = new Placement(
+        this.#runtime,
+        this.#registry,
+        this.#configurations,
+        this.#options.settings,
+      );
       const required = this.#options.requiredModels ?? [...this.#registry.keys()];
       const elsewhere = new Set(Object.keys(this.#runtime.elsewhere ?? {}));
       this.#order = loadOrder(required, this.#registry, elsewhere);
@@ -156,7 +138,7 @@ export class ModelLibrary {
         // Bounded: a Redis that is down delays the start by a second, then items are computed.
         await this.#cache?.ready();
       }
-      this.#bridge = this.#planBridge();
+      this.#bridge = this.#placement.bridge(this.#order);
     } catch (error) {
       this.#state = "failed";
       throw error;
@@ -168,79 +150,15 @@ export class ModelLibrary {
     // Every model is started at once; each awaits its own dependencies, so independent async
     // loads overlap and a shared dependency is built exactly once. Threads load meanwhile.
     const builds = this.#order
-      .filter((name) => this.#local(name))
+      .filter((name) => this.#placement.local(name))
       .map((name) => settle(() => this.#build(name)));
     const pools = this.#order
-      .filter((name) => this.#threaded(name))
+      .filter((name) => this.#placement.threaded(name))
       .map((name) => this.#startPool(name));
     const results = await Promise.allSettled([...builds, ...pools]);
     const failed = results.find((result) => result.status === "rejected");
     this.#state = failed ? "failed" : "loaded";
     if (failed) throw failed.reason;
-  }
-
-  /**
-   * The final configuration of every name: the class's declaration, then the `configuration`
-   * option, then `requiredModels` settings. A name the option adds takes the class its `model`
-   * names; `model` is kept as a configuration name, which threads can resolve again.
-   */
-  #resolveConfigurations(): void {
-    const { configuration: overrides, settingsOverrides } = this.#options;
-    for (const [name, override] of Object.entries(overrides)) {
-      if (!this.#registry.has(name)) this.#addConfiguration(name, override);
-    }
-    for (const name of Object.keys(settingsOverrides)) {
-      if (!this.#registry.has(name)) throw notFound(name, this.#registry.keys());
-    }
-    for (const [name, registration] of this.#registry) {
-      const override = overrides[name] ?? {};
-      const { model: _model, ...rest } = override;
-      this.#configurations.set(name, {
-        ...registration.configuration,
-        ...rest,
-        ...(registration.base === undefined ? {} : { model: registration.base }),
-        modelSettings: {
-          ...registration.configuration.modelSettings,
-          ...override.modelSettings,
-          ...settingsOverrides[name],
-        },
-      } as ModelConfiguration);
-    }
-  }
-
-  #addConfiguration(name: string, override: Partial<ModelConfiguration>): void {
-    const model = override.model;
-    if (model === undefined) {
-      const hint = " (to add a configuration, name its model: { model: SomeModel })";
-      throw new ModelkitError(
-        "ERR_CONFIGURATION_NOT_FOUND",
-        `${notFound(name, this.#registry.keys()).message}${hint}`,
-        { modelName: name },
-      );
-    }
-    const base =
-      typeof model === "string"
-        ? this.#registry.get(model)
-        : [...this.#registry.values()].find((registration) => registration.cls === model);
-    if (typeof model === "string" && base === undefined) {
-      throw notFound(model, this.#registry.keys(), name);
-    }
-    const cls = base?.cls ?? (isModelClass(model) ? model : undefined);
-    if (cls === undefined) {
-      throw new ModelkitError(
-        "ERR_INVALID_SETTINGS",
-        `${name}: model must be a model class or a configuration name`,
-        { modelName: name },
-      );
-    }
-    this.#registry.set(name, {
-      name,
-      cls,
-      // A configuration name to start from brings its configuration; a class, its defaults.
-      configuration: typeof model === "string" ? (base?.configuration ?? {}) : {},
-      moduleUrl: base?.moduleUrl,
-      base: base?.name,
-    });
   }
 
   /**
@@ -265,29 +183,6 @@ export class ModelLibrary {
     }
     const failed = [...results.values()].find((result) => result.status === "rejected");
     if (failed) throw failed.reason;
-  }
-
-  #kind(name: string): ModelKind {
-    return (
-      this.#runtime.elsewhere?.[name]?.kind ?? (this.#registry.get(name)?.cls.kind as ModelKind)
-    );
-  }
-
-  /**
-   * True when `name` runs on threads of its own: it declares `threads`, or it is a sync model
-   * that must block on an async one, which the event loop never does. Only the program's own
-   * library starts threads; inside them every model runs where it is called.
-   */
-  #threaded(name: string): boolean {
-    if (this.#runtime.role !== "main") return false;
-    if (this.#configurations.get(name)?.threads !== undefined) return true;
-    return this.#kind(name) === "sync" && dependsOnAsync(name, this.#registry);
-  }
-
-  /** True when this thread holds an instance of `name`. */
-  #local(name: string): boolean {
-    if (this.#runtime.elsewhere?.[name] !== undefined) return false;
-    return !(this.#kind(name) === "async" && this.#threaded(name));
   }
 
   /**
@@ -316,7 +211,7 @@ export class ModelLibrary {
   }
 
   #buildOnce(name: string): MaybePromise<AnyModel> {
-    const entries = [...this.#dependencies(name)];
+    const entries = [...this.#placement.dependencies(name)];
     const dependencies = new Map<string, unknown>();
     // An asset already in the cache is there at once; one to download comes alongside the
     // dependencies' own loads, and is awaited after them.
@@ -375,133 +270,39 @@ export class ModelLibrary {
    * (`ModelHandle`).
    */
   #dependency(owner: string, name: string): unknown {
-    const sync = this.#kind(owner) === "sync";
+    const sync = this.#placement.kind(owner) === "sync";
     const home = this.#runtime.home;
-    if (!this.#local(name)) {
+    if (!this.#placement.local(name)) {
       if (home !== undefined) {
-        return sync ? this.#wrap(home.sync, name) : new ModelHandle(home.async, this.#info(name));
+        return sync
+          ? this.#wrap(home.sync, name)
+          : new ModelHandle(home.async, this.#placement.info(name));
       }
       return sync ? this.#wrap(this.#bridge as SyncCaller, name) : this.#handle(name);
     }
-    if (this.#kind(name) === "async") {
+    if (this.#placement.kind(name) === "async") {
       if (sync) return this.#wrap(home?.sync ?? (this.#bridge as SyncCaller), name);
       return this.#build(name);
     }
     // A sync model that runs on threads of its own is called on them by async owners.
-    if (!sync && this.#threaded(name)) return this.#handle(name);
+    if (!sync && this.#placement.threaded(name)) return this.#handle(name);
     return this.#build(name);
   }
 
   #wrap(caller: SyncCaller, name: string): WrappedAsyncModel {
-    return new WrappedAsyncModel(caller, this.#info(name));
+    return new WrappedAsyncModel(caller, this.#placement.info(name));
   }
 
   #handle(name: string): ModelHandle {
-    return new ModelHandle(this.#path, this.#info(name));
-  }
-
-  #info(name: string): WrappedModelInfo {
-    const elsewhere = this.#runtime.elsewhere?.[name];
-    if (elsewhere !== undefined) return elsewhere;
-    const configuration = this.#configurations.get(name) ?? {};
-    const batchSize = configuration.modelSettings?.batchSize;
-    return {
-      configurationKey: name,
-      batchSize: typeof batchSize === "number" && batchSize > 0 ? batchSize : undefined,
-      timeoutMs: this.#timeoutMs(name),
-    };
-  }
-
-  /** The model's timeout on the library's path: its own, the library's, else the default. */
-  #timeoutMs(name: string): number {
-    const configured = this.#configurations.get(name)?.timeoutMs;
-    return configured ?? this.#options.settings.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  }
-
-  /**
-   * The worker behind the async dependencies of this thread's sync models, when they are
-   * called directly here (see `SynckitBridge`). Planned at load, where a class a worker could
-   * not import fails the load with a clear error; started on its first call.
-   */
-  #planBridge(): SynckitBridge | undefined {
-    if (this.#runtime.home !== undefined) return undefined;
-    const wrapped = new Set<string>();
-    for (const name of this.#order) {
-      if (!this.#local(name) || this.#kind(name) !== "sync") continue;
-      for (const dependency of this.#dependencies(name).values()) {
-        if (this.#kind(dependency) === "async") wrapped.add(dependency);
-      }
-    }
-    if (wrapped.size === 0) return undefined;
-    const names = [...wrapped];
-    const { models, configuration } = threadModels(names, this.#registry, this.#configurations, {
-      reason: "it is an async model behind a WrappedAsyncModel",
-      builtThere: () => true,
-    });
-    return new SynckitBridge(
-      { models, configuration, requiredModels: names, settings: this.#threadSettings() },
-      {
-        maxTimeoutMs: Math.max(...names.map((name) => this.#timeoutMs(name))),
-        execArgv: THREAD_EXEC_ARGV,
-      },
-    );
-  }
-
-  /**
-   * The settings of a thread's library: models are served there directly, never cached, with
-   * the assets pinned here.
-   */
-  #threadSettings(): LibrarySettings {
-    const { timeoutMs, assets } = this.#options.settings;
-    return {
-      lazyLoading: false,
-      cache: { provider: "none" },
-      assets: pinnedAssetsSettings(assets),
-      ...(timeoutMs === undefined ? {} : { timeoutMs }),
-    };
+    return new ModelHandle(this.#path, this.#placement.info(name));
   }
 
   /** The threads of `name`, made on first use. */
   #pool(name: string): ModelPool {
-    let pool = this.#pools.get(name);
-    if (pool !== undefined) return pool;
-    const configuration = this.#configurations.get(name) ?? {};
-    // The thread builds the model and its sync dependencies; async ones answer from here.
-    const builtThere = (dependency: string) =>
-      dependency === name || this.#kind(dependency) === "sync";
-    const { models, configuration: built } = threadModels(
-      [name],
-      this.#registry,
-      this.#configurations,
-      {
-        reason:
-          configuration.threads === undefined
-            ? "it calls an async model, and blocks while it waits"
-            : "it declares threads",
-        builtThere,
-      },
-    );
-    const elsewhere: Record<string, ElsewhereModel> = {};
-    for (const builtName of Object.keys(built)) {
-      for (const dependency of dependencyAliases(built[builtName] as ModelConfiguration).values()) {
-        if (!builtThere(dependency))
-          elsewhere[dependency] = { ...this.#info(dependency), kind: "async" };
-      }
-    }
-    const { settings } = this.#options;
-    const threads = configuration.threads ?? settings.poolSize ?? DEFAULT_POOL_SIZE;
-    pool = new ModelPool(
-      { host: name, models, configuration: built, elsewhere, settings: this.#threadSettings() },
-      {
-        threads,
-        warm: configuration.threads ?? 1,
-        home: this.#path,
-        stuckAfterMs: settings.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS,
-        maxQueue: Math.max(1024, 64 * threads),
-        execArgv: THREAD_EXEC_ARGV,
-        onEvent: (event) => this.#options.logger?.warn(event, "model thread replaced"),
-      },
-    );
+    const made = this.#pools.get(name);
+    if (made !== undefined) return made;
+    const log = (event: ThreadEvent) => this.#options.logger?.warn(event, "model thread replaced");
+    const pool = this.#placement.pool(name, this.#path, log);
     this.#pools.set(name, pool);
     return pool;
   }
@@ -519,11 +320,6 @@ export class ModelLibrary {
       },
       "model threads loaded",
     );
-  }
-
-  /** alias -> configuration name of `name`'s dependencies. */
-  #dependencies(name: string): Map<string, string> {
-    return dependencyAliases(this.#configurations.get(name) ?? {});
   }
 
   #construct(
@@ -556,7 +352,7 @@ export class ModelLibrary {
     const model = this.#models.get(name);
     if (model !== undefined) return model as M;
     this.#assertServed(name);
-    if (this.#state === "loaded" && !this.#local(name)) return this.#handle(name) as M;
+    if (this.#state === "loaded" && !this.#placement.local(name)) return this.#handle(name) as M;
     if (this.#options.settings.lazyLoading && this.#state === "loaded") {
       return this.#buildNow(name) as M;
     }
@@ -568,7 +364,7 @@ export class ModelLibrary {
     const model = this.#models.get(name);
     if (model !== undefined) return model as M;
     this.#assertServed(name);
-    if (this.#state === "loaded" && !this.#local(name)) return this.#handle(name) as M;
+    if (this.#state === "loaded" && !this.#placement.local(name)) return this.#handle(name) as M;
     if (this.#options.settings.lazyLoading && this.#state === "loaded") {
       return (await this.#build(name)) as M;
     }
@@ -685,10 +481,11 @@ export class ModelLibrary {
       pipeline,
       itemSchema: cls?.itemSchema,
       batching: configuration.batching,
-      batchSize: this.#info(name).batchSize,
+      batchSize: this.#placement.info(name).batchSize,
       threads: configuration.threads,
-      timeoutMs: this.#timeoutMs(name),
-      synchronous: this.#kind(name) === "sync" && !this.#threaded(name) && !awaitsCache,
+      timeoutMs: this.#placement.timeoutMs(name),
+      synchronous:
+        this.#placement.kind(name) === "sync" && !this.#placement.threaded(name) && !awaitsCache,
     });
     this.#runners.set(name, runner);
     return runner;
@@ -701,7 +498,7 @@ export class ModelLibrary {
   async #pipeline(name: string): Promise<Pipeline> {
     const configuration = this.#configurations.get(name) ?? {};
     const cache = configuration.modelSettings?.cachePredictions === true ? this.#cache : undefined;
-    if (!this.#threaded(name)) {
+    if (!this.#placement.threaded(name)) {
       const model = await this.getAsync<AnyModel>(name);
       return new Pipeline({ ...pipelineSpecOf(model), cache });
     }
@@ -727,7 +524,7 @@ export class ModelLibrary {
       const error = this.#errors.get(name) ?? pool?.loadError;
       // A model with threads is loaded once its instance here (if any) and its threads are.
       const parts: ModelState[] = [];
-      if (this.#local(name)) {
+      if (this.#placement.local(name)) {
         parts.push(
           model?.state ??
             (this.#errors.has(name) ? "failed" : this.#building.has(name) ? "loading" : "unloaded"),
@@ -748,14 +545,14 @@ export class ModelLibrary {
     return this.#order.flatMap((name) => {
       const model = this.#models.get(name);
       if (model !== undefined) return [model.describe()];
-      if (this.#local(name) || states.get(name)?.state !== "loaded") return [];
+      if (this.#placement.local(name) || states.get(name)?.state !== "loaded") return [];
       const configuration = this.#configurations.get(name) ?? {};
       return [
         describeModel((this.#registry.get(name) as Registration).cls, {
           configurationKey: name,
           configuration,
           modelSettings: configuration.modelSettings ?? {},
-          dependencies: [...this.#dependencies(name).keys()],
+          dependencies: [...this.#placement.dependencies(name).keys()],
           state: "loaded",
           loadTimeMs: undefined,
         }),
