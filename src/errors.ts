@@ -124,3 +124,31 @@ function editDistance(a: string, b: string): number {
   }
   return previous[b.length] ?? 0;
 }
+
+/**
+ * A property of anything thrown, or undefined when there is none or reading it throws (a
+ * getter, a Proxy trap): what reports errors must never fail on the error it reports.
+ */
+export function readSafely(value: unknown, key: string): unknown {
+  if ((typeof value !== "object" && typeof value !== "function") || value === null) {
+    return undefined;
+  }
+  try {
+    return (value as Record<string, unknown>)[key];
+  } catch {
+    return undefined;
+  }
+}
+
+/** `{ code, message }` of anything thrown, read without ever throwing. */
+export function describeThrown(error: unknown): { code?: string; message: string } {
+  const code = readSafely(error, "code");
+  const message = readSafely(error, "message");
+  let text: string;
+  try {
+    text = typeof message === "string" ? message : String(error);
+  } catch {
+    text = Object.prototype.toString.call(error);
+  }
+  return typeof code === "string" ? { code, message: text } : { message: text };
+}

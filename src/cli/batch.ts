@@ -2,6 +2,7 @@ import { closeSync, fstatSync, openSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { configure } from "safe-stable-stringify";
+import { describeThrown, readSafely } from "../errors.js";
 import { ModelLibrary } from "../library/library.js";
 import type { BatchOptions } from "../model/types.js";
 import { type Line, LineWriter, readLines } from "./lines.js";
@@ -333,27 +334,8 @@ function parse(line: Line): Pending | Reject | undefined {
 
 /** `{ code, message, issues }` of anything thrown, even an error whose properties throw. */
 function errorFields(error: unknown): Reject["error"] {
-  const read = (key: string): unknown => {
-    try {
-      return (error as Record<string, unknown> | null)?.[key];
-    } catch {
-      return undefined;
-    }
-  };
-  const code = read("code");
-  const message = read("message");
-  const issues = read("issues");
-  let text: string;
-  try {
-    text = typeof message === "string" ? message : String(error);
-  } catch {
-    text = "an error that cannot be shown";
-  }
-  return {
-    ...(typeof code === "string" ? { code } : {}),
-    message: text,
-    ...(Array.isArray(issues) ? { issues } : {}),
-  };
+  const issues = readSafely(error, "issues");
+  return { ...describeThrown(error), ...(Array.isArray(issues) ? { issues } : {}) };
 }
 
 /** Opened here so that a wrong path is named by its flag (and fails before the models load). */

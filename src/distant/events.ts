@@ -1,4 +1,5 @@
 import diagnosticsChannel from "node:diagnostics_channel";
+import { subscribe } from "../events.js";
 
 /** A distant model's circuit breaker state: closed (calls go), open (calls fail fast), half-open (one probe). */
 export type CircuitState = "closed" | "open" | "half-open";
@@ -47,11 +48,7 @@ export function publishDistantEvent(build: () => DistantEvent): void {
  * });
  */
 export function onDistantEvent(listener: (event: DistantEvent) => void): () => void {
-  const handler = (message: unknown) => listener(message as DistantEvent);
-  diagnosticsChannel.subscribe(DISTANT_CHANNEL, handler);
-  return () => {
-    diagnosticsChannel.unsubscribe(DISTANT_CHANNEL, handler);
-  };
+  return subscribe(DISTANT_CHANNEL, listener);
 }
 
 /** The part of a pino logger the circuit log needs. */

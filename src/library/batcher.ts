@@ -1,6 +1,7 @@
 import diagnosticsChannel from "node:diagnostics_channel";
 import type { ZodType } from "zod";
 import { ModelkitError, ValidationError, type ValidationIssue } from "../errors.js";
+import { subscribe } from "../events.js";
 import type { BatchingConfiguration, PredictOptions, TraceContext } from "../model/types.js";
 import { parseChunk, parseOne } from "../model/validation.js";
 
@@ -36,19 +37,15 @@ const channel = diagnosticsChannel.channel(BATCH_CHANNEL);
 
 /**
  * Calls `listener` with every `BatchEvent` of every batching model in this process; returns the
- * unsubscribe function.
+ * unsubscribe function. (The server's metrics plugin already turns them into metrics.)
  *
  * @example
  * const stop = onBatchEvent((event) => {
- *   if (event.type === "dispatch") app.metrics.observeBatch(event);
+ *   if (event.type === "overloaded") log.warn(event, "batching queue full");
  * });
  */
 export function onBatchEvent(listener: (event: BatchEvent) => void): () => void {
-  const handler = (message: unknown) => listener(message as BatchEvent);
-  diagnosticsChannel.subscribe(BATCH_CHANNEL, handler);
-  return () => {
-    diagnosticsChannel.unsubscribe(BATCH_CHANNEL, handler);
-  };
+  return subscribe(BATCH_CHANNEL, listener);
 }
 
 /** One `submit` call: its items, where their answers go, and how it ends. */

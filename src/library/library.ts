@@ -1,6 +1,6 @@
 import { AssetsManager } from "../assets/manager.js";
 import { createPredictionCache, type PredictionCache } from "../cache/prediction-cache.js";
-import { didYouMean, hasErrorCode, ModelkitError } from "../errors.js";
+import { describeThrown, didYouMean, hasErrorCode, ModelkitError } from "../errors.js";
 import { type BaseModel, describeModel, pipelineSpecOf } from "../model/base.js";
 import { type MaybePromise, settle, then } from "../model/maybe.js";
 import { Pipeline, type PipelineSpec } from "../model/pipeline.js";
@@ -14,7 +14,6 @@ import type { SynckitBridge } from "../runtime/bridge.js";
 import { type AsyncCaller, pathCaller, type SyncCaller } from "../runtime/callers.js";
 import { ModelHandle } from "../runtime/model-handle.js";
 import type { ModelPool, ThreadEvent } from "../runtime/pool.js";
-import { errorData } from "../runtime/wire.js";
 import { WrappedAsyncModel } from "../runtime/wrapped-async-model.js";
 import { checkConfiguration, resolveConfigurations } from "./configurations.js";
 import { loadOrder } from "./graph.js";
@@ -534,7 +533,7 @@ export class ModelLibrary {
       const state = STATE_PRECEDENCE.find((candidate) => parts.includes(candidate)) ?? "unloaded";
       const status: ModelStatus = { name, state };
       if (model?.loadTimeMs !== undefined) status.loadTimeMs = model.loadTimeMs;
-      if (error !== undefined) status.error = describeError(error);
+      if (error !== undefined) status.error = describeThrown(error);
       return status;
     });
   }
@@ -642,11 +641,4 @@ function withinTimeout(
     }, timeoutMs);
   });
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** A load error as status shows it; read through `errorData`, which a hostile error cannot make throw. */
-function describeError(error: unknown): { code?: string; message: string } {
-  const data = errorData(error);
-  const code = data.properties.code;
-  return typeof code === "string" ? { code, message: data.message } : { message: data.message };
 }

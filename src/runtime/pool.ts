@@ -1,6 +1,7 @@
 import diagnosticsChannel from "node:diagnostics_channel";
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
 import { ModelkitError } from "../errors.js";
+import { subscribe } from "../events.js";
 import type { PredictContext, PredictOptions } from "../model/types.js";
 import type { AsyncCaller } from "./callers.js";
 import {
@@ -58,11 +59,7 @@ const channel = diagnosticsChannel.channel(THREAD_CHANNEL);
  * onThreadEvent((event) => log.warn(event, "a model thread was replaced"));
  */
 export function onThreadEvent(listener: (event: ThreadEvent) => void): () => void {
-  const handler = (message: unknown) => listener(message as ThreadEvent);
-  diagnosticsChannel.subscribe(THREAD_CHANNEL, handler);
-  return () => {
-    diagnosticsChannel.unsubscribe(THREAD_CHANNEL, handler);
-  };
+  return subscribe(THREAD_CHANNEL, listener);
 }
 
 export interface PoolOptions {

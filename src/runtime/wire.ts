@@ -1,5 +1,5 @@
 import { serialize } from "node:v8";
-import { ERROR_CODES, ModelkitError, ValidationError } from "../errors.js";
+import { ERROR_CODES, ModelkitError, readSafely, ValidationError } from "../errors.js";
 
 /**
  * What crosses between threads besides items and results (which cross by plain structured
@@ -31,15 +31,6 @@ function cloneable(value: unknown): boolean {
   }
 }
 
-/** Reads a property that may be a throwing getter, or a Proxy trap that throws. */
-function read(source: object, key: string): unknown {
-  try {
-    return (source as Record<string, unknown>)[key];
-  } catch {
-    return undefined;
-  }
-}
-
 function text(value: unknown, fallback: string): string {
   try {
     return typeof value === "string" ? value : value === undefined ? fallback : String(value);
@@ -50,7 +41,7 @@ function text(value: unknown, fallback: string): string {
 
 /** `error` as data; never throws, whatever `error` is (a Proxy, throwing getters, a symbol). */
 export function errorData(error: unknown): ErrorData {
-  if (typeof error !== "object" || error === null || read(error, "message") === undefined) {
+  if (typeof error !== "object" || error === null || readSafely(error, "message") === undefined) {
     const message = text(error, "a value that cannot be shown was thrown");
     return cloneable(error)
       ? { kind: "value", name: "Error", message, properties: {}, value: error }
@@ -65,17 +56,17 @@ export function errorData(error: unknown): ErrorData {
   }
   for (const key of keys) {
     if (key === "name" || key === "message" || key === "stack") continue;
-    const value = read(error, key);
+    const value = readSafely(error, key);
     // A property that cannot cross is dropped rather than losing the whole error.
     if (cloneable(value)) properties[key] = value;
   }
   const data: ErrorData = {
     kind: "error",
-    name: text(read(error, "name"), "Error"),
-    message: text(read(error, "message"), ""),
+    name: text(readSafely(error, "name"), "Error"),
+    message: text(readSafely(error, "message"), ""),
     properties,
   };
-  const stack = read(error, "stack");
+  const stack = readSafely(error, "stack");
   if (typeof stack === "string") data.stack = stack;
   return data;
 }

@@ -33,10 +33,9 @@ export function requestIdOf(request: IncomingMessage): string {
 }
 
 // A fresh id is 128 random bits as 32 hex digits, the shape of a W3C trace-context trace id.
-// Ids are sliced from a block of random bytes turned into hex once per 256 ids: about 85 ns
-// per id with the header check Node runs on every answer, against 135 ns for a
-// `toString("hex")` per id and about 0.6 µs for `randomUUID()`, whose string is built by
-// concatenation and has to be flattened by that check (BENCHMARKS.md, overhead).
+// Ids are sliced from a block of random bytes turned into hex once per 256 ids: cheaper than a
+// `toString("hex")` per id, and than `randomUUID()`, whose string is built by concatenation and
+// has to be flattened by the header check Node runs on every answer.
 const ID_DIGITS = 32;
 const ids = Buffer.allocUnsafe((ID_DIGITS / 2) * 256);
 let idDigits = "";
@@ -71,8 +70,8 @@ type Timed = { [kReceivedAt]?: number };
 /**
  * Milliseconds since the request was routed: the timing of the service's slow-request line and
  * of its metrics, read in `onSend` hooks. Fastify's own `reply.elapsedTime` is only kept by the
- * response listeners that a Fastify logger or an `onResponse` hook turns on (about 1.2 µs a
- * request); it stays the fallback on an app that `createServer` did not make.
+ * response listeners that a Fastify logger or an `onResponse` hook turns on, on every request;
+ * it stays the fallback on an app that `createServer` did not make.
  */
 export function elapsedMsOf(reply: FastifyReply): number {
   const receivedAt = (reply as Timed)[kReceivedAt];
@@ -83,8 +82,8 @@ export function elapsedMsOf(reply: FastifyReply): number {
  * Fastify's per-request hooks into logging, made ours: no "incoming request" line, the request id
  * echoed on every answer, and `request.log` given here. Fastify calls `incomingRequest` for every
  * request it answers (routes, 404s, router refusals) as soon as the reply exists, so it needs no
- * hook. A `childLoggerFactory` did this before, at about 1.5 µs more per request: Fastify builds
- * two objects to call it and checks the logger it returns (`validateLogger`) every time.
+ * hook. A `childLoggerFactory` would cost more per request: Fastify builds two objects to call it
+ * and checks the logger it returns (`validateLogger`) every time.
  */
 class RequestLogController extends LogController {
   readonly #root: FastifyBaseLogger | undefined;
@@ -110,8 +109,8 @@ class RequestLogController extends LogController {
  * the new app before anything is registered.
  *
  * Fastify itself is given no logger. Any logger of its own turns on two listeners and two clock
- * reads on every response, only to time requests: about 1.2 µs of server CPU per request, the
- * largest single cost of the service beside bare Fastify (BENCHMARKS.md, fourth session). So
+ * reads on every response, only to time requests, the largest single cost of the service beside
+ * bare Fastify when it was measured. So
  * `app.log` is the root logger set here, `request.log` a lazy child of it with the request id,
  * and the requests are timed by the hook each log line needs:
  * - the access line (opt-in) from an `onResponse` hook, one line per request, at warn when slow;
@@ -198,8 +197,8 @@ function routeLogOptions(request: FastifyRequest): ChildLoggerOptions | undefine
 }
 
 /**
- * `request.log` that makes its pino child (which serializes the request id binding, about a
- * microsecond) on the first line it writes: most requests write none. The child takes the
+ * `request.log` that makes its pino child (which serializes the request id binding) on the
+ * first line it writes: most requests write none. The child takes the
  * route's `logLevel` and `logSerializers`, as Fastify's own request loggers do.
  */
 class LazyRequestLogger implements FastifyBaseLogger {

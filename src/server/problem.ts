@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { RemoteProblem } from "../distant/errors.js";
-import { ModelkitError, type ValidationIssue } from "../errors.js";
+import { ModelkitError, readSafely, type ValidationIssue } from "../errors.js";
 import { HttpError, isLibraryCode, type ProblemCode, problemCode } from "./errors.js";
 
 /** The media type of every error answer (RFC 9457). */
@@ -47,21 +47,6 @@ export function makeProblem(code: ProblemCode, requestId: string, detail?: strin
   return { type: problemType(code), title, status, detail: text, code, requestId };
 }
 
-/**
- * A property of whatever was thrown, or undefined when reading it throws: a getter or a
- * revoked Proxy must not turn one failed request into a crash of the error path.
- */
-function read(value: unknown, key: string): unknown {
-  if ((typeof value !== "object" && typeof value !== "function") || value === null) {
-    return undefined;
-  }
-  try {
-    return (value as Record<string, unknown>)[key];
-  } catch {
-    return undefined;
-  }
-}
-
 function isInstance(value: unknown, type: abstract new (...args: never[]) => unknown): boolean {
   try {
     return value instanceof type;
@@ -72,19 +57,19 @@ function isInstance(value: unknown, type: abstract new (...args: never[]) => unk
 
 /** The `message` of whatever was thrown, read safely; undefined when it has none. */
 export function messageOf(error: unknown): string | undefined {
-  const message = read(error, "message");
+  const message = readSafely(error, "message");
   return typeof message === "string" ? message : undefined;
 }
 
 /** The problem of a library error (or one the server raised), with its code; else undefined. */
 function codedProblem(error: unknown, requestId: string): Problem | undefined {
-  const code = read(error, "code");
+  const code = readSafely(error, "code");
   const own =
     (isInstance(error, ModelkitError) && isLibraryCode(code)) ||
     (isInstance(error, HttpError) && typeof code === "string");
   if (!own) return undefined;
   const problem = makeProblem(code as ProblemCode, requestId, messageOf(error));
-  const issues = read(error, "issues");
+  const issues = readSafely(error, "issues");
   if (code === "ERR_ITEM_VALIDATION" && Array.isArray(issues)) {
     problem.issues = issues as ValidationIssue[];
   }
@@ -118,9 +103,9 @@ export function predictionProblem(error: unknown, reply: FastifyReply): Problem 
  * model itself; any other error answer is a 502 with the remote's problem inside.
  */
 function remoteProblem(error: unknown, problem: Problem, model: string | undefined): Problem {
-  const remote = read(error, "remote") as RemoteProblem | undefined;
+  const remote = readSafely(error, "remote") as RemoteProblem | undefined;
   if (remote === undefined) return problem;
-  if (remote.status === 422 && model !== undefined && read(error, "modelName") === model) {
+  if (remote.status === 422 && model !== undefined && readSafely(error, "modelName") === model) {
     const own = makeProblem("ERR_ITEM_VALIDATION", problem.requestId, remote.detail);
     if (remote.issues !== undefined) own.issues = remote.issues;
     return { ...own, remote };
@@ -153,7 +138,7 @@ export function frameworkProblem(error: unknown, reply: FastifyReply): Problem {
   const { request } = reply;
   const coded = codedProblem(error, request.id);
   if (coded !== undefined) return coded;
-  const code = read(error, "code");
+  const code = readSafely(error, "code");
   // A body cut short by the client ("aborted"): nobody is left to answer.
   if (code === "ECONNRESET" || clientGone(reply)) {
     return makeProblem("ERR_CLIENT_CLOSED", request.id);
@@ -163,7 +148,7 @@ export function frameworkProblem(error: unknown, reply: FastifyReply): Problem {
     if (mapped !== undefined) {
       return makeProblem(mapped, request.id, FASTIFY_DETAILS[mapped] ?? messageOf(error));
     }
-    const status = read(error, "statusCode");
+    const status = readSafely(error, "statusCode");
     if (typeof status === "number" && status >= 400 && status < 500) {
       return makeProblem("ERR_BAD_REQUEST", request.id, messageOf(error));
     }
@@ -200,16 +185,16 @@ export function loggableError(error: unknown): Record<string, unknown> {
     return { type: typeof error, message: truncate(String(error), MAX_LOGGED_MESSAGE_LENGTH) };
   }
   const entry: Record<string, unknown> = {};
-  const name = read(error, "name");
+  const name = readSafely(error, "name");
   entry.type = typeof name === "string" ? truncate(name, 100) : "unknown";
   const message = messageOf(error);
   if (message !== undefined) entry.message = truncate(message, MAX_LOGGED_MESSAGE_LENGTH);
   for (const key of loggedKeys(error)) {
-    const value = read(error, key);
+    const value = readSafely(error, key);
     if (typeof value === "string") entry[key] = truncate(value, 200);
     else if (typeof value === "number" || typeof value === "boolean") entry[key] = value;
   }
-  const stack = read(error, "stack");
+  const stack = readSafely(error, "stack");
   if (typeof stack === "string") entry.stack = truncate(stack, 2 * MAX_LOGGED_MESSAGE_LENGTH);
   return entry;
 }

@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { inspect, isDeepStrictEqual } from "node:util";
 import { createTwoFilesPatch, FILE_HEADERS_ONLY } from "diff";
 import { configure } from "safe-stable-stringify";
+import { describeThrown } from "../errors.js";
 import type { ModelLibrary } from "../library/library.js";
 import type { ModelClassStatics, TestCase } from "../model/types.js";
 
@@ -199,23 +200,6 @@ function patch(name: string, expected: string, actual: string): string {
 
 /** `CODE: message` of anything thrown, even an error whose properties throw. */
 export function describeError(error: unknown): string {
-  const read = (key: string): unknown => {
-    try {
-      return (error as Record<string, unknown> | null)?.[key];
-    } catch {
-      return undefined;
-    }
-  };
-  const code = read("code");
-  const message = read("message");
-  const text = typeof message === "string" ? message : safeString(error);
-  return typeof code === "string" ? `${code}: ${text}` : text;
-}
-
-function safeString(value: unknown): string {
-  try {
-    return String(value);
-  } catch {
-    return Object.prototype.toString.call(value);
-  }
+  const { code, message } = describeThrown(error);
+  return code === undefined ? message : `${code}: ${message}`;
 }

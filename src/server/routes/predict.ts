@@ -11,7 +11,8 @@ type PredictRequest = FastifyRequest<{ Params: { model: string } }>;
 /**
  * Predict options whose `signal` aborts when the client goes away before its answer is written,
  * so that long predictions can stop. The AbortController is made on the first read of `signal`
- * (a sync model that never looks at it costs none: they are microseconds per request); read
+ * (a sync model that never looks at it costs none: one per request is a measurable share of a
+ * request's cost); read
  * after the client left, it is already aborted. `close` fires after a normal answer too;
  * `writableFinished` tells them apart.
  */
@@ -53,7 +54,7 @@ class DisconnectOptions implements PredictOptions {
  * Routes are parametric because models load after the server listens (`/readyz` must answer
  * 503 meanwhile); the OpenAPI document still lists one path per model. They have no params
  * schema: the router always gives `model` as a string (an empty one is an unknown model, 404),
- * so it could never fail, and checking it cost 0.2 µs a request.
+ * so checking it could never fail and would only cost time on every request.
  */
 export async function predictRoutes(
   app: FastifyInstance,
