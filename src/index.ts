@@ -46,7 +46,12 @@ export {
 export { type LibraryState, ModelLibrary, type ModelStatus } from "./library/library.js";
 export { type LoadModelOptions, loadModel } from "./library/load-model.js";
 export type { ModelClass, ModelSource } from "./library/registry.js";
-export type { CacheSettings, LibrarySettings, ModelLibraryOptions } from "./library/settings.js";
+export type {
+  CacheSettings,
+  LibraryLogger,
+  LibrarySettings,
+  ModelLibraryOptions,
+} from "./library/settings.js";
 export { AsyncModel } from "./model/async-model.js";
 export { type DependencyModel, ModelDependencies } from "./model/base.js";
 export { Model } from "./model/model.js";

@@ -13,7 +13,7 @@ import { denseRows, type Email, FEATURES } from "./features.js";
 export const MODEL_FILE = fileURLToPath(new URL("./spam.onnx", import.meta.url));
 
 /** Longest subject and body taken, in characters: a bound on the work one item may ask for. */
-export const MAX_SUBJECT = 2_000;
+const MAX_SUBJECT = 2_000;
 export const MAX_BODY = 200_000;
 
 /** An email to classify. */

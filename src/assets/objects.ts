@@ -52,7 +52,7 @@ export function isPermanent(error: unknown): boolean {
 const PERMANENT_FS_CODES = new Set(["ENOENT", "ENOTDIR", "EACCES", "EPERM", "EISDIR"]);
 
 /** A local directory as a store: `MODELKIT_STORAGE_PROVIDER=local`. */
-export class LocalObjectStore implements ObjectStore {
+class LocalObjectStore implements ObjectStore {
   readonly #root: string;
 
   constructor(root: string) {

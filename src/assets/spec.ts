@@ -75,7 +75,7 @@ export function isFullVersion(version: string): boolean {
 }
 
 /** True for a date version (`2026-11-30T10-00-00Z`), or a partial one cut at a field. */
-export function isDateVersion(version: string): boolean {
+function isDateVersion(version: string): boolean {
   return version.includes("-");
 }
 

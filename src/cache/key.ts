@@ -23,12 +23,12 @@ function keepCollections(_key: string, value: unknown): unknown {
 }
 
 /** The canonical JSON of a value: object keys sorted at every depth, Maps and Sets kept. */
-export function canonicalJson(value: unknown): string {
+function canonicalJson(value: unknown): string {
   return stringify(value, keepCollections) ?? "undefined";
 }
 
 /** modelkit-ts's own version: the model version of configurations that name none. */
-export const packageVersion: string =
+const packageVersion: string =
   // Self-reference by name (the manifest exports "./package.json"): it resolves the same from
   // src/, dist/ and an installed copy in node_modules.
   (createRequire(import.meta.url)("modelkit-ts/package.json") as { version: string }).version;

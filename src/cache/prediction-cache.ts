@@ -51,9 +51,9 @@ const READY_TIMEOUT_MS = 1000;
 
 const DEFAULT_MAX_SIZE = 10_000;
 /** The memory cache's default byte budget, as a fraction of V8's heap limit. */
-export const DEFAULT_MAX_BYTES_FRACTION = 0.1;
+const DEFAULT_MAX_BYTES_FRACTION = 0.1;
 /** The largest prediction the memory cache keeps by default (never more than `maxBytes`). */
-export const DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024;
+const DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024;
 const DEFAULT_URL = "redis://127.0.0.1:6379";
 const DEFAULT_PREFIX = "modelkit:";
 const DEFAULT_TIMEOUT_MS = 100;

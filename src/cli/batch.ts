@@ -365,7 +365,7 @@ function sizeOf(path: string): number {
 
 const megabytes = (kib: number) => `${Math.round(kib / 1024)} MB`;
 
-export function formatSummary(config: BatchConfig, summary: BatchSummary): string {
+function formatSummary(config: BatchConfig, summary: BatchSummary): string {
   const rate = summary.seconds > 0 ? summary.predicted / summary.seconds : 0;
   const rejected =
     summary.rejected === 0

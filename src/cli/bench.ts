@@ -22,7 +22,7 @@ cache and timeout included; no HTTP) and print throughput and latency percentile
 `;
 
 /** Figures of one timed phase. */
-export interface PhaseResult {
+interface PhaseResult {
   calls: number;
   items: number;
   seconds: number;
@@ -32,7 +32,7 @@ export interface PhaseResult {
   latencyMs: { mean: number; p50: number; p95: number; p99: number; max: number };
 }
 
-export interface BenchResult {
+interface BenchResult {
   model: string;
   concurrency: number;
   predict: PhaseResult;
@@ -224,7 +224,7 @@ function phase(
 }
 
 /** Loads `options.model` from its modules and times both of the library's async paths. */
-export async function runBench(options: BenchOptions): Promise<BenchResult> {
+async function runBench(options: BenchOptions): Promise<BenchResult> {
   const library = new ModelLibrary({ models: options.models, requiredModels: [options.model] });
   try {
     await library.load();
@@ -283,7 +283,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   }
 }
 
-export function formatBench(result: BenchResult): string {
+function formatBench(result: BenchResult): string {
   const rows = [
     ["", "calls", "items", "items/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms"],
     ...(

@@ -61,7 +61,7 @@ const compact = (value: unknown) => {
 };
 
 /** The models as a tree: roots are the models nothing depends on, children their dependencies. */
-export function renderTree(report: LibraryReport): string {
+function renderTree(report: LibraryReport): string {
   const byName = new Map(report.models.map((model) => [model.name, model]));
   const dependedOn = new Set(report.models.flatMap((m) => Object.values(m.dependencies ?? {})));
   const roots = report.models.filter((model) => !dependedOn.has(model.name));

@@ -12,7 +12,7 @@ export class UsageError extends Error {
 }
 
 /** The bundled example library, served when no models are given (`npm start`). */
-export const EXAMPLE_MODELS = new URL("../../examples/models.js", import.meta.url).href;
+const EXAMPLE_MODELS = new URL("../../examples/models.js", import.meta.url).href;
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 

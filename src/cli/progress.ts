@@ -57,7 +57,7 @@ export class ProgressBar {
 export const count = (n: number): string => Math.round(n).toLocaleString("en-US");
 
 /** Seconds as m:ss, or h:mm:ss past an hour. */
-export function duration(seconds: number): string {
+function duration(seconds: number): string {
   const total = Math.max(0, Math.round(seconds));
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);

@@ -33,7 +33,7 @@ function testPoint(ok: boolean, number: number, name: string, diagnostics?: obje
  * `modelkit-ts test`: TAP on stdout (TAP version 14), one test point per case. Returns the
  * number of failed cases (a failed load counts as one).
  */
-export async function runTests(
+async function runTests(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
   write: (text: string) => void,

@@ -14,7 +14,7 @@ export class UnusableAnswer extends Error {
 }
 
 /** Deepest nesting of arrays and objects accepted in an answer. */
-export const MAX_JSON_DEPTH = 128;
+const MAX_JSON_DEPTH = 128;
 
 type Body = Dispatcher.ResponseData["body"];
 
@@ -78,7 +78,7 @@ async function readCounting(body: Body, limit: number): Promise<string> {
  * True when brackets nest deeper than `max` outside strings. Linear and allocation-free; a text
  * shorter than twice the bound cannot nest that deep and is not scanned.
  */
-export function nestsDeeperThan(text: string, max: number): boolean {
+function nestsDeeperThan(text: string, max: number): boolean {
   if (text.length <= 2 * max) return false;
   let depth = 0;
   let inString = false;

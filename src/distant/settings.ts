@@ -5,10 +5,10 @@ import { MAX_TIMEOUT_MS } from "./http.js";
 
 /** A distant model's whole call budget when neither its settings nor its configuration set one. */
 export const DEFAULT_DISTANT_TIMEOUT_MS = 10_000;
-export const DEFAULT_RETRIES = 2;
-export const DEFAULT_CONNECTIONS = 32;
-export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
-export const DEFAULT_CIRCUIT_BREAKER: CircuitBreakerSettings = {
+const DEFAULT_RETRIES = 2;
+const DEFAULT_CONNECTIONS = 32;
+const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+const DEFAULT_CIRCUIT_BREAKER: CircuitBreakerSettings = {
   failureThreshold: 5,
   cooldownMs: 5000,
 };

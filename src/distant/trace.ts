@@ -20,7 +20,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const HEX_TRACE_ID = /^[0-9a-f]{32}$/;
 
 /** True for a `traceparent` this version of the spec lets us forward. */
-export function isTraceparent(value: string): boolean {
+function isTraceparent(value: string): boolean {
   const match = TRACEPARENT.exec(value);
   if (match === null) return false;
   const [, version, traceId, parentId, , rest] = match;

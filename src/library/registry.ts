@@ -45,7 +45,7 @@ export function isModelClass(value: unknown): value is ModelClass {
  * Turns a specifier into an importable URL. Paths resolve from the current directory, as
  * `MODELKIT_MODELS` given on a command line would; bare names from its node_modules.
  */
-export function moduleUrlOf(specifier: string | URL, cwd = process.cwd()): string {
+function moduleUrlOf(specifier: string | URL, cwd = process.cwd()): string {
   if (specifier instanceof URL) return specifier.href;
   if (/^[a-z][a-z0-9+.-]*:/i.test(specifier) && !/^[a-z]:[\\/]/i.test(specifier)) return specifier;
   if (specifier.startsWith(".") || isAbsolute(specifier) || /\.[cm]?[jt]s$/.test(specifier)) {

@@ -112,7 +112,7 @@ export function envFlag(name: string, value: string | undefined): boolean | unde
   throw new ModelkitError("ERR_INVALID_SETTINGS", `${name} must be true or false, got "${value}"`);
 }
 
-export function envNumber(name: string, value: string | undefined): number | undefined {
+function envNumber(name: string, value: string | undefined): number | undefined {
   if (value === undefined || value === "") return undefined;
   const number = Number(value);
   if (!Number.isFinite(number) || number < 0) {

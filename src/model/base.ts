@@ -419,6 +419,6 @@ function dependencyKey(configuration: ModelConfiguration, alias: string): string
 }
 
 /** JSON Schema of a zod schema; parts JSON Schema cannot say (dates, transforms) become `{}`. */
-export function jsonSchemaOf(schema: ZodType, io: "input" | "output"): unknown {
+function jsonSchemaOf(schema: ZodType, io: "input" | "output"): unknown {
   return z.toJSONSchema(schema, { io, unrepresentable: "any" });
 }

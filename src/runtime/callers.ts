@@ -58,7 +58,7 @@ export function pathCaller(path: PredictPath, isClosed: () => boolean): AsyncCal
  * A validation error of a chunk, as the caller of the whole list should see it: each issue's
  * leading index moved by `offset`. Any other error is passed on unchanged.
  */
-export function atOffset(error: unknown, offset: number): unknown {
+function atOffset(error: unknown, offset: number): unknown {
   if (offset === 0 || !(error instanceof ValidationError)) return error;
   const issues = error.issues.map((issue) => {
     const [index, ...rest] = issue.path;

@@ -5,7 +5,7 @@ import { CANCELLED, type CallHome, type CallReply, WAKE } from "./pool-protocol.
 import { crossingError, type Envelope, unwrap } from "./wire.js";
 
 /** Why a call home or a signal ends when the task's caller gave up. */
-export function cancellation(): DOMException {
+function cancellation(): DOMException {
   return new DOMException("the caller gave up on this prediction", "AbortError");
 }
 

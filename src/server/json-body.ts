@@ -19,7 +19,7 @@ const CLOSE_BRACE = 0x7d;
  * odd run of backslashes does not escape), and in UTF-8 neither `"` nor `\` can occur inside a
  * multi-byte character, so the bytes can be read without decoding them.
  */
-export function nestedDeeperThan(bytes: Uint8Array, maxDepth: number): boolean {
+function nestedDeeperThan(bytes: Uint8Array, maxDepth: number): boolean {
   // Deeper than maxDepth takes maxDepth + 1 opening brackets at least.
   if (bytes.length <= maxDepth) return false;
   let depth = 0;

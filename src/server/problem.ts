@@ -27,15 +27,15 @@ export const RETRY_AFTER_SECONDS = 5;
 /** Longest `detail` of an answer, in characters; a longer message is cut and says by how much. */
 export const MAX_DETAIL_LENGTH = 1024;
 /** Longest error message in the log, in characters; the stack gets twice as much. */
-export const MAX_LOGGED_MESSAGE_LENGTH = 16 * 1024;
+const MAX_LOGGED_MESSAGE_LENGTH = 16 * 1024;
 
 /** A stable, non-dereferenced URI per code; docs/errors.md explains each one. */
-export function problemType(code: string): string {
+function problemType(code: string): string {
   return `urn:modelkit-ts:error:${code}`;
 }
 
 /** `text` cut to `max` characters, saying how many were left out. */
-export function truncate(text: string, max = MAX_DETAIL_LENGTH): string {
+function truncate(text: string, max = MAX_DETAIL_LENGTH): string {
   return text.length <= max
     ? text
     : `${text.slice(0, max)}… (${text.length - max} more characters)`;
@@ -77,7 +77,7 @@ function codedProblem(error: unknown, requestId: string): Problem | undefined {
 }
 
 /** True when the client hung up before its answer was written. */
-export function clientGone(reply: FastifyReply): boolean {
+function clientGone(reply: FastifyReply): boolean {
   return reply.raw.destroyed && !reply.raw.writableFinished;
 }
 
@@ -134,7 +134,7 @@ const FASTIFY_DETAILS: Partial<Record<ProblemCode, string>> = {
  * errors, library errors outside predictions (a plugin's `ERR_OVERLOADED`). Anything else is a
  * fault of the server, `ERR_INTERNAL`.
  */
-export function frameworkProblem(error: unknown, reply: FastifyReply): Problem {
+function frameworkProblem(error: unknown, reply: FastifyReply): Problem {
   const { request } = reply;
   const coded = codedProblem(error, request.id);
   if (coded !== undefined) return coded;

@@ -3,7 +3,7 @@
  * shows of them (`GET /models`) goes through `redact` first.
  */
 
-export const REDACTED = "[redacted]";
+const REDACTED = "[redacted]";
 
 // A key is secret when one of its words (camelCase, snake_case, kebab-case and dotted keys are
 // split into words) is one of these: `maxTokens` is not `token`, `tokenizer` is one word.
@@ -57,7 +57,7 @@ function words(key: string): string[] {
 }
 
 /** True for a key whose value must not be shown (`apiKey`, `db_password`, `X-Amz-Signature`). */
-export function isSecretKey(key: string): boolean {
+function isSecretKey(key: string): boolean {
   const parts = words(key);
   if (parts.length === 1 && SECRET_KEYS.has(parts[0] as string)) return true;
   return parts.some((word, i) => {
@@ -72,7 +72,7 @@ const USERINFO = /^([a-z][a-z0-9+.-]*:\/\/)[^/?#@\s]+@/i;
 const QUERY_PARAMETER = /([?&;])([^=&;#]+)=([^&;#]*)/g;
 
 /** URLs in `text` with their user:password and secret query parameters (`?sig=`) masked. */
-export function redactUrls(text: string): string {
+function redactUrls(text: string): string {
   if (!text.includes("://")) return text;
   return text.replace(URL_PATTERN, (url) =>
     url.replace(USERINFO, "$1***@").replace(QUERY_PARAMETER, (parameter, separator, name) => {

@@ -32,7 +32,7 @@ function modelStatuses(library: ModelLibrary): ModelStatus[] {
 }
 
 /** Why the service does or does not take traffic, in the order an orchestrator cares. */
-export function readinessOf(library: ModelLibrary, draining: boolean): ReadinessStatus {
+function readinessOf(library: ModelLibrary, draining: boolean): ReadinessStatus {
   if (draining) return "draining";
   switch (library.state) {
     case "loaded":
