@@ -28,8 +28,11 @@ RUN --mount=type=secret,id=npm_ca \
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY examples ./examples
-# Compiles, and trains the example `spam` into dist/examples/spam/spam.onnx (examples/spam).
-RUN npm run build
+# Compiles, trains the example `spam` (examples/spam), publishes its weights to a local store
+# and fetches them into the assets cache, which the runtime stage takes; the store and the file
+# it was published from stay here.
+ENV MODELKIT_ASSETS_DIR=/app/assets
+RUN npm run build && rm -rf dist/examples/store dist/examples/spam/spam.onnx
 # onnxruntime-node (an optional peer dependency, which `spam` needs) goes to the runtime stage
 # from here, as npm installed it with --ignore-scripts: no download at install. Its package holds
 # the binaries of five platforms (290 MB); only this one's are kept.
@@ -52,6 +55,7 @@ COPY --from=build /app/dist/src ./dist/src
 COPY --from=build /app/dist/examples ./dist/examples
 COPY --from=build /app/node_modules/onnxruntime-node ./node_modules/onnxruntime-node
 COPY --from=build /app/node_modules/onnxruntime-common ./node_modules/onnxruntime-common
+COPY --from=build /app/assets ./assets
 COPY examples ./examples
 # Model assets (docs/assets.md) are cached in /app/assets, in one of two ways:
 #  - pre-fetched here, when the build is given a store (the build arguments below, credentials

@@ -5,17 +5,27 @@
  * script and the modules it runs, the versions of the dataset and of the packages that read it
  * and write the model. The same inputs give the same bytes.
  *
+ * Then it publishes the file as the asset `examples/spam` to a local store,
+ * dist/examples/store, as a training job would publish to S3 (a new version only when the
+ * bytes changed), and fetches it into the assets cache (`MODELKIT_ASSETS_DIR`), from which the
+ * served model loads it: the whole path of a model's weights, in one build.
+ *
  * Usage: node dist/examples/spam/build.js [--force]
  */
 import { createHash } from "node:crypto";
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { AssetsManager } from "modelkit-ts";
 import { DATASET, datasetVersion, type LabelledEmail, loadCorpus } from "./corpus.js";
 import { encodeModel, INPUT, OUTPUT } from "./export.js";
 import { denseRows, FEATURES, featurize } from "./features.js";
-import { MODEL_FILE } from "./model.js";
+import { ASSET, MODEL_FILE } from "./model.js";
 import { spamProbability, TRAINING, train, type Weights } from "./train.js";
+
+/** The local store the example publishes its weights to. */
+const STORE = fileURLToPath(new URL("../store/", import.meta.url));
 
 /** What the model was built from, beside it: the build compares it to decide to train. */
 const REPORT_FILE = `${MODEL_FILE}.json`;
@@ -135,4 +145,16 @@ async function build(force: boolean): Promise<void> {
   );
 }
 
+/** Publishes the model to the store if its bytes changed, and fetches it into the cache. */
+async function publish(): Promise<void> {
+  const assets = new AssetsManager({ storage: { provider: "local", bucket: STORE } });
+  const { version, pushed } = await assets.publish(MODEL_FILE, ASSET);
+  const spec = `${ASSET}:${version.version}`;
+  const cached = await assets.fetch(await assets.pin(spec));
+  console.log(
+    `spam: ${spec} ${pushed ? "published to" : "already in"} ${relative(process.cwd(), STORE)}; cached at ${cached}`,
+  );
+}
+
 await build(process.argv.includes("--force"));
+await publish();

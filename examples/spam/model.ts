@@ -11,6 +11,8 @@ import { denseRows, type Email, FEATURES } from "./features.js";
 
 /** Where the build writes the trained model: beside this module, in dist/examples/spam/. */
 export const MODEL_FILE = fileURLToPath(new URL("./spam.onnx", import.meta.url));
+/** The asset the build publishes the model file as, and the model loads. */
+export const ASSET = "examples/spam";
 
 /** Longest subject and body taken, in characters: a bound on the work one item may ask for. */
 const MAX_SUBJECT = 2_000;
@@ -45,7 +47,7 @@ type SpamResult = z.infer<typeof SpamResult>;
 export class Spam extends OnnxModel<Email, SpamResult> {
   static override configurations: Record<string, ModelConfiguration> = {
     spam: {
-      modelSettings: { onnxFile: MODEL_FILE },
+      asset: ASSET,
       batching: { maxBatchSize: 64, maxDelayMs: 2 },
       threads: 2,
     },

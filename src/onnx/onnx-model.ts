@@ -101,16 +101,17 @@ export abstract class OnnxModel<TItem = unknown, TReturn = unknown> extends Asyn
   }
 
   /**
-   * The `.onnx` file to load: `modelSettings.onnxFile`. Once models name assets
-   * (`this.assetPath`), the asset is the default when the setting is absent; a subclass may
-   * override this to compute the path itself.
+   * The `.onnx` file to load: `modelSettings.onnxFile` when set, else the configuration's asset
+   * (`this.assetPath`, a file). A subclass may override this to compute the path itself, for
+   * instance within an asset that is a directory.
    */
   protected onnxFile(): string {
     const setting = this.modelSettings.onnxFile;
+    if (setting === undefined && this.assetPath !== undefined) return this.assetPath;
     if (typeof setting !== "string" || setting === "") {
       throw new ModelkitError(
         "ERR_INVALID_SETTINGS",
-        `${this.configurationKey}: modelSettings.onnxFile must name the .onnx file to load, got ${JSON.stringify(setting) ?? "nothing"}`,
+        `${this.configurationKey}: name the .onnx file to load, as the configuration's asset or modelSettings.onnxFile, got ${JSON.stringify(setting) ?? "nothing"}`,
         { modelName: this.configurationKey },
       );
     }
