@@ -81,4 +81,11 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+// A reader that stops early (`modelkit-ts describe | head`) closes the pipe: nothing is left to
+// say, which is not a failure.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code !== "EPIPE") throw error;
+  process.exit(0);
+});
+
 await main(process.argv.slice(2));

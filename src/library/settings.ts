@@ -99,11 +99,14 @@ export interface ResolvedOptions {
   logger: LibraryLogger | undefined;
 }
 
-const list = (value: string | undefined) =>
-  value
+/** A comma-separated variable as a list; unset when empty, as the CLI reads it. */
+const list = (value: string | undefined): string[] | undefined => {
+  const parts = value
     ?.split(",")
     .map((part) => part.trim())
     .filter(Boolean);
+  return parts?.length ? parts : undefined;
+};
 
 export function envFlag(name: string, value: string | undefined): boolean | undefined {
   if (value === undefined || value === "") return undefined;

@@ -133,6 +133,25 @@ t.test("describe: tree, --json, --mermaid", async (t) => {
   t.match(mermaid, /m_sentiment --> m_tokenizer/);
 });
 
+t.test("a reader that closes the pipe early is not a failure", async (t) => {
+  const { spawn } = await import("node:child_process");
+  const child = spawn(process.execPath, [MAIN, "openapi"], {
+    cwd: ROOT,
+    env: { ...process.env, MODELKIT_MODELS: "" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (chunk) => {
+    stderr += chunk;
+  });
+  child.stdout.once("data", () => child.stdout.destroy()); // as `| head -1` does
+  const [code] = (await new Promise((resolve) => child.on("exit", (...args) => resolve(args)))) as [
+    number,
+  ];
+  t.equal(code, 0);
+  t.notMatch(stderr, /EPIPE|Error/);
+});
+
 t.test("openapi prints YAML", async (t) => {
   const yaml = await run("openapi", "-r", "tokenizer");
   t.equal(yaml.code, 0);

@@ -250,6 +250,13 @@ t.test("the environment supplies models, required models and lazy loading", asyn
   t.same(events, ["load:tokenizer"]);
   await explicit.close();
 
+  process.env.MODELKIT_REQUIRED_MODELS = "";
+  process.env.MODELKIT_LAZY_LOADING = "true";
+  const unset = new ModelLibrary();
+  // Every configuration of the fixtures, the cyclic ones included: not none.
+  await t.rejects(unset.load(), { code: "ERR_DEPENDENCY_CYCLE" }, "an empty variable is unset");
+  await unset.close();
+
   process.env.MODELKIT_LAZY_LOADING = "maybe";
   t.throws(() => new ModelLibrary(), {
     code: "ERR_INVALID_SETTINGS",
