@@ -2,12 +2,15 @@
 # Prints the bin directory of a pinned Node.js version, fetching it first when missing:
 #
 #   scripts/node/ensure-node.sh 24.22.3    # -> ~/.cache/modelkit-ts/node/24.22.3-x64/bin
+#                                           #    (/var/cache/modelkit-ts/node/... as root)
 #
 # The binary comes from the npm registry's `node-linux-<arch>` package of that exact version
 # (the official build, repackaged; `npm pack` checks the tarball against the registry's
-# integrity) and is kept in $MODELKIT_NODE_CACHE (default ~/.cache/modelkit-ts/node), outside
-# the repository, so later runs and fresh clones reuse it. It holds `node` only: npm is the
-# machine's, run by that node.
+# integrity) and is kept in $MODELKIT_NODE_CACHE, outside the repository, so later runs and fresh
+# clones reuse it. By default that is ~/.cache/modelkit-ts/node, or /var/cache/modelkit-ts/node
+# for root: root's home is closed to other users, and the tests that drop privileges (a
+# read-only assets cache seen by an unprivileged reader) must run the same node. It holds `node`
+# only: npm is the machine's, run by that node.
 set -euo pipefail
 
 log() { printf '[node] %s\n' "$*" >&2; }
@@ -24,7 +27,12 @@ case "$(uname -m)" in
 esac
 package="node-linux-$arch"
 
-cache="${MODELKIT_NODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelkit-ts/node}"
+if [[ "$(id -u)" == 0 ]]; then
+  default_cache=/var/cache/modelkit-ts/node
+else
+  default_cache="${XDG_CACHE_HOME:-$HOME/.cache}/modelkit-ts/node"
+fi
+cache="${MODELKIT_NODE_CACHE:-$default_cache}"
 dir="$cache/$version-$arch"
 if [[ ! -x "$dir/bin/node" ]]; then
   log "fetching $package@$version from the npm registry (once per machine)"
