@@ -3,6 +3,8 @@
  * ones are called home) and computes the validated items the pool sends, one task at a time.
  * Every message is answered, whatever happens: the pool must never wait on a lost answer.
  */
+import { readlinkSync } from "node:fs";
+import { getPriority, setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { ModelLibrary } from "../library/library.js";
 import { type BaseModel, pipelineSpecOf } from "../model/base.js";
@@ -10,6 +12,22 @@ import type { ComputeMany } from "../model/pipeline.js";
 import { cancellableSignal, HomeLink } from "../runtime/home-link.js";
 import type { FromThread, ThreadData, ToThread } from "../runtime/pool-protocol.js";
 import { type Envelope, errorData, postEnvelope, reviveError } from "../runtime/wire.js";
+
+/**
+ * On Linux, a pool thread runs at a lower priority (nice +5) than the process's event loop:
+ * when CPU-bound models fill every core, the loop still answers probes, metrics and I/O at
+ * once instead of waiting for a time slice. Threads the model starts (onnxruntime's) inherit
+ * it. Elsewhere, or where the system refuses, the thread keeps its priority.
+ */
+function yieldToEventLoop(): void {
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    setPriority(tid, Math.min(19, getPriority(tid) + 5));
+  } catch {
+    // not Linux, or no /proc: the default priority
+  }
+}
+yieldToEventLoop();
 
 const port = parentPort as NonNullable<typeof parentPort>;
 const { spec, control, replies } = workerData as ThreadData;

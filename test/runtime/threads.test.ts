@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { threadId } from "node:worker_threads";
 import {
@@ -73,6 +74,22 @@ t.test("a model with threads computes off the event loop, on its own threads", a
   const batch = await lib.predictBatch<Report>("cpu", [{ ms: 1 }, { ms: 1 }, { ms: 1 }]);
   t.equal(batch.length, 3);
   t.ok(batch.every((report) => !report.main));
+});
+
+/** The nice value of each thread of this process, from Linux's /proc (fields after the name). */
+const niceOfThreads = () =>
+  readdirSync("/proc/self/task").map((tid) => {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+  });
+
+t.test("pool threads yield the CPU to the event loop: nice +5", async (t) => {
+  await predict("cpu", { ms: 1 });
+  const own = Number(readFileSync("/proc/thread-self/stat", "utf8").split(") ")[1]?.split(" ")[16]);
+  const nices = niceOfThreads();
+  // cpu (2), cpu-batch (2), cpu-async, cpu-anything and cpu-added (1 each) are loaded.
+  t.ok(nices.filter((nice) => nice === Math.min(19, own + 5)).length >= 7, `nices ${nices}`);
+  t.ok(nices.includes(own), "the event loop keeps its priority");
 });
 
 t.test("items are validated before they cross, answers after they come back", async (t) => {
