@@ -3,7 +3,8 @@
  * library, `createServer` with its defaults: logger on, no access log) without the CLI's
  * option parsing. BENCH_CONFIGURATION may hold JSON configuration overrides (batching...);
  * BENCH_OPERATIONS=1 adds the metrics and load-shedding plugins `serve` registers;
- * BENCH_STATS=1 adds `GET /bench/stats` (event-loop delay, batch sizes: stats.ts).
+ * BENCH_STATS=1 adds `GET /bench/stats` (event-loop delay, batch sizes: stats.ts);
+ * BENCH_REQUIRED (names, comma-separated) loads only those models.
  * Usage: node dist/bench/http/modelkit-server.js <port> <model module>[,<module>...]
  */
 import { type ModelConfiguration, ModelLibrary } from "modelkit-ts";
@@ -17,7 +18,12 @@ const configuration = JSON.parse(process.env.BENCH_CONFIGURATION ?? "{}") as Rec
   string,
   ModelConfiguration
 >;
-const library = new ModelLibrary({ models, configuration });
+const required = process.env.BENCH_REQUIRED?.split(",").filter(Boolean);
+const library = new ModelLibrary({
+  models,
+  configuration,
+  ...(required === undefined ? {} : { requiredModels: required }),
+});
 const plugins = process.env.BENCH_OPERATIONS === "1" ? operationsPlugins({}) : [];
 const app = await createServer({ library, plugins });
 if (process.env.BENCH_STATS === "1") installStats(app);

@@ -542,12 +542,12 @@ interface SpamVariant {
   runs: (Measure & WindowStats & { rssMb: number })[];
 }
 
-const spamServer = (cpus?: string) => () =>
+const spamServer = (model: string, cpus?: string) => () =>
   startServer(
     "modelkit-ts (spam)",
     (port) => [here("./modelkit-server.js"), String(port), SPAM_MODELS],
     {
-      env: { BENCH_STATS: "1" },
+      env: { BENCH_STATS: "1", BENCH_REQUIRED: model },
       ...(cpus === undefined ? {} : { cpus }),
     },
   );
@@ -559,9 +559,8 @@ async function windowStats(server: Server): Promise<WindowStats> {
 /**
  * The spam example over HTTP, four servers side by side in one run (a b c d d c b a, each a
  * fresh server warmed up first): (a) bare Fastify + onnxruntime-node, one `session.run` per
- * request; (b) modelkit-ts without batching; (c) with batching, `threads: 1`; (d) with
- * `threads: 2` on every core (wrk shares the last). Until the runtime hosts `threads`, (c) and
- * (d) run on the event loop, and (d) differs from (c) only by two batches in flight.
+ * request; (b) modelkit-ts without batching, on the event loop; (c) with batching, `threads: 1`;
+ * (d) with `threads: 2` on every core (wrk shares the last).
  */
 async function spam(): Promise<void> {
   const variants: SpamVariant[] = [
@@ -574,19 +573,19 @@ async function spam(): Promise<void> {
     },
     {
       label: "(b) modelkit-ts, no batching",
-      start: spamServer(),
+      start: spamServer("spam_unbatched"),
       path: "/predict/spam_unbatched",
       runs: [],
     },
     {
       label: "(c) modelkit-ts, batching 64 / 2 ms",
-      start: spamServer(),
+      start: spamServer("spam_batched"),
       path: "/predict/spam_batched",
       runs: [],
     },
     {
       label: "(d) (c) with threads: 2",
-      start: spamServer(`0-${CORES - 1}`),
+      start: spamServer("spam_threads", `0-${CORES - 1}`),
       path: "/predict/spam_threads",
       runs: [],
     },
