@@ -79,8 +79,10 @@ t.test(
       t,
       ["--models", MODELS, "--required-models", "sentiment,analyze,faulty_slow"],
       {
-        MODELKIT_DRAIN_DELAY_MS: String(DRAIN_DELAY_MS),
-        MODELKIT_GRACE_PERIOD_MS: String(GRACE_PERIOD_MS),
+        env: {
+          MODELKIT_DRAIN_DELAY_MS: String(DRAIN_DELAY_MS),
+          MODELKIT_GRACE_PERIOD_MS: String(GRACE_PERIOD_MS),
+        },
       },
     );
     const port = Number(new URL(url).port);
