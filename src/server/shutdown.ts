@@ -19,6 +19,8 @@ export interface ShutdownOptions {
 // leave room for the models to close.
 export const DEFAULT_DRAIN_DELAY_MS = 5000;
 export const DEFAULT_GRACE_PERIOD_MS = 20000;
+/** How often connections that turned idle after the listener closed are closed. */
+const IDLE_CHECK_MS = 50;
 
 /**
  * Installs the shutdown sequence on SIGTERM and SIGINT: `/readyz` turns 503 at once, requests
@@ -51,6 +53,10 @@ export function gracefulShutdown(
       app.log.warn({ gracePeriodMs }, "grace period over: closing the remaining connections");
       app.server.closeAllConnections();
     }, gracePeriodMs);
+    // Closing the listener closes the connections idle at that moment only: a keep-alive
+    // connection whose request is still in flight stays open after its answer, and would hold
+    // the exit until the grace period ends. Idle connections are closed as they turn idle.
+    const idle = setInterval(() => app.server.closeIdleConnections(), IDLE_CHECK_MS);
     try {
       await app.close(); // its onClose hooks close the models
       app.log.info("shut down");
@@ -66,6 +72,7 @@ export function gracefulShutdown(
       exit(1);
     } finally {
       clearTimeout(grace);
+      clearInterval(idle);
     }
   };
 
