@@ -2,7 +2,7 @@ import { type BatchEvent, ModelLibrary, onBatchEvent } from "modelkit-ts";
 import t, { type Test } from "tap";
 import * as fixtures from "../../dist/test/fixtures/batch-models.js";
 
-const { batchCalls, held } = fixtures;
+const { batchCalls, batchSignals, held } = fixtures;
 // By specifier: a configuration with threads runs on threads, which import its module again.
 const FIXTURES = new URL("../../dist/test/fixtures/batch-models.js", import.meta.url).href;
 type Echo = { id: number; double: number };
@@ -198,6 +198,43 @@ t.test("a caller that aborts leaves the queue; the batch goes without it", async
     ),
     [[0], [2, 3, 4, 5]],
   );
+});
+
+t.test("a batch is aborted only once every caller in it gave up", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo_big"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const call = (item: object, controller: AbortController) =>
+    lib.predict<Echo>("batched_echo_big", item, { signal: controller.signal });
+
+  // Two callers in one held batch: the first gives up, the second still gets its answer.
+  const [a, b] = [new AbortController(), new AbortController()];
+  const first = call({ id: 1, hold: true }, a);
+  const second = call({ id: 2 }, b);
+  await until("the batch to start", () => held.length === 1);
+  t.same(sizes("batched_echo_big"), [2], "one batch for both");
+  const shared = batchSignals.at(-1);
+  t.equal(shared?.aborted, false);
+  a.abort(new Error("first gone"));
+  await t.rejects(first, { message: "first gone" }, "the caller that left is answered at once");
+  t.equal(shared?.aborted, false, "the batch goes on for the caller still waiting");
+  held.shift()?.();
+  t.same(await second, { id: 2, double: 4 }, "and that caller gets its answer");
+
+  // Both give up: the batch is told to stop, with the first one's reason.
+  const [c, d] = [new AbortController(), new AbortController()];
+  const third = call({ id: 3, hang: true }, c);
+  const fourth = call({ id: 4 }, d);
+  await until("the second batch to start", () => sizes("batched_echo_big").length === 2);
+  const hung = batchSignals.at(-1);
+  c.abort(new Error("third gone"));
+  await t.rejects(third, { message: "third gone" });
+  t.equal(hung?.aborted, false, "one caller still waits");
+  d.abort(new Error("fourth gone"));
+  await t.rejects(fourth, { message: "fourth gone" });
+  t.equal(hung?.aborted, true, "aborted once the last caller gave up");
+  t.match(hung?.reason, { message: "third gone" });
+  t.same(await lib.predict("batched_echo_big", { id: 5 }), { id: 5, double: 10 }, "serves on");
 });
 
 t.test("a timeout aborts a hung batch; the queue keeps serving", async (t) => {
