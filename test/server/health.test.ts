@@ -44,6 +44,8 @@ class SlowClose extends Model<string, string> {
 }
 
 const LONG_LINE = `weights missing: ${"x".repeat(300)}`;
+/** Exactly as long as a short error may be. */
+const LINE_OF_200 = "y".repeat(200);
 
 /** Fails to load with a long first line, more lines, and a code. */
 class FailsWithCode extends Model<string, string> {
@@ -52,6 +54,17 @@ class FailsWithCode extends Model<string, string> {
     throw Object.assign(new Error(`${LONG_LINE}\nsecond line: /srv/private/path`), {
       code: "EACCES",
     });
+  }
+  protected override _predict(text: string): string {
+    return text;
+  }
+}
+
+/** Fails to load with a first line of exactly 200 characters. */
+class FailsAtTheLimit extends Model<string, string> {
+  static override configurations = { fails_at_the_limit: {} };
+  protected override _load(): void {
+    throw new Error(`${LINE_OF_200}\nmore`);
   }
   protected override _predict(text: string): string {
     return text;
@@ -69,7 +82,7 @@ class FailsPlain extends Model<string, string> {
   }
 }
 
-const MODELS = [Gate, Echo, SlowClose, FailsWithCode, FailsPlain];
+const MODELS = [Gate, Echo, SlowClose, FailsWithCode, FailsAtTheLimit, FailsPlain];
 
 /** GET /readyz: status code, Retry-After, media type and body. */
 async function readyz(app: App) {
@@ -142,7 +155,7 @@ t.test("zero models: 503 no_models", async (t) => {
 t.test("a failed load: 503 failed, each model's state and a short error", async (t) => {
   const { app, library } = await makeApp(t, {
     models: MODELS,
-    requiredModels: ["echo", "fails_with_code", "fails_plain"],
+    requiredModels: ["echo", "fails_with_code", "fails_at_the_limit", "fails_plain"],
     load: false,
   });
   await t.rejects(library.load());
@@ -157,6 +170,7 @@ t.test("a failed load: 503 failed, each model's state and a short error", async 
     "the first line only, cut at 200 characters, with its code",
   );
   t.equal(byName.fails_with_code.state, "failed");
+  t.same(byName.fails_at_the_limit.error, { message: LINE_OF_200 }, "200 characters are kept");
   t.same(byName.fails_plain.error, { message: "no weights" }, "no code when the error has none");
   t.equal(byName.fails_plain.state, "failed");
   t.equal(

@@ -246,6 +246,26 @@ t.test("a model that fails or hangs on close: each named in the log, exit 1", as
   );
 });
 
+t.test("a single model that does not close in time: named in the log, exit 1", async (t) => {
+  const { app, logs } = await makeApp(t, {
+    models: MODELS,
+    requiredModels: ["echo", "hangs_on_close"],
+    closeTimeoutMs: 100,
+  });
+  const { exits, firstExit, signal } = await shutdownOf(t, app, { drainDelayMs: 0 });
+  signal("SIGTERM");
+  t.equal(await firstExit, 1);
+  t.same(exits, [{ code: 1, listening: false, closed: ["echo"] }]);
+  t.match(sequenceOf(logs).slice(-1), [
+    {
+      level: 50,
+      msg: "shutdown failed",
+      model: "hangs_on_close",
+      err: { code: "ERR_CLOSE_TIMEOUT", message: /hangs_on_close.*100 ms/ },
+    },
+  ]);
+});
+
 t.test(
   "a model whose close throws is named in the log",
   { todo: "library.close() rejects with the model's own error, which does not name the model" },
@@ -281,12 +301,13 @@ t.test("a second signal exits at once with 1", async (t) => {
 });
 
 t.test("shutdown() runs the sequence once, without a signal", async (t) => {
-  const { app } = await makeApp(t, { models: MODELS, requiredModels: ["echo"] });
+  const { app, logs } = await makeApp(t, { models: MODELS, requiredModels: ["echo"] });
   const { exits, shutdown, signal } = await shutdownOf(t, app, { drainDelayMs: 0 });
-  const first = shutdown("deploy");
+  const first = shutdown();
   t.equal(shutdown("again"), first, "the same sequence");
   await first;
   t.same(exits, [{ code: 0, listening: false, closed: ["echo"] }]);
+  t.match(sequenceOf(logs)[0], { reason: "shutdown" }, "logged with its default reason");
   signal("SIGTERM");
   t.same(exits.at(-1)?.code, 1, "a signal after it counts as the second");
 });
