@@ -104,8 +104,9 @@ export default {
   jsonReporter: { fileName: `reports/mutation/${name}.json` },
   htmlReporter: { fileName: `reports/mutation/${name}.html` },
   clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true },
-  // Two cores: the tests start servers, threads and child processes of their own.
-  concurrency: 2,
+  // One TypeScript checker and two test runners: the tests mostly wait on timers, threads and
+  // child processes, so two runners keep a 2-core machine busy without starving them.
+  concurrency: 3,
   // Tests that wait on timers run slower beside another mutant's test run.
   timeoutFactor: 2,
   timeoutMS: 10_000,
