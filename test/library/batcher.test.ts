@@ -1,6 +1,7 @@
 import { type BatchEvent, ModelLibrary, onBatchEvent } from "modelkit-ts";
 import t, { type Test } from "tap";
 import * as fixtures from "../../dist/test/fixtures/batch-models.js";
+import { sleep, until } from "../../dist/test/helpers/wait.js";
 
 const { batchCalls, batchSignals, held } = fixtures;
 // By specifier: a configuration with threads runs on threads, which import its module again.
@@ -19,14 +20,8 @@ function watchEvents(t: Test): BatchEvent[] {
   return events;
 }
 
-/** Resolves once `ready()` holds; fails the test after `ms` (a loaded machine is slow, not stuck). */
-async function until(what: string, ready: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!ready()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
-}
+/** Polls every millisecond: these tests act between a batch's start and the end of its delay. */
+const waitFor = (what: string, ready: () => boolean) => until(what, ready, { intervalMs: 1 });
 
 /** The most batches that ran at once, from the dispatch and complete events. */
 function mostInFlight(events: readonly BatchEvent[]): number {
@@ -178,13 +173,11 @@ t.test("a caller that aborts leaves the queue; the batch goes without it", async
   // Wait for its batch to start, not a fixed time: on a starved machine a short timer can fire
   // before the batcher's idle check, and the next arrivals would join that first batch.
   const busy = lib.predict("batched_echo_slow", { id: 0, waitMs: 200 });
-  while (batchCalls.batched_echo_slow === undefined) {
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
+  await waitFor("the busy batch to start", () => batchCalls.batched_echo_slow !== undefined);
   const controller = new AbortController();
   const gone = lib.predict("batched_echo_slow", { id: 1 }, { signal: controller.signal });
   const kept = [2, 3].map((id) => lib.predict("batched_echo_slow", { id }));
-  await new Promise((resolve) => setTimeout(resolve, 5));
+  await sleep(5);
   controller.abort(new Error("client gone"));
   await t.rejects(gone, { message: "client gone" });
   // Two more make four queued items once the aborted one is out: a full batch goes at once.
@@ -211,7 +204,7 @@ t.test("a batch is aborted only once every caller in it gave up", async (t) => {
   const [a, b] = [new AbortController(), new AbortController()];
   const first = call({ id: 1, hold: true }, a);
   const second = call({ id: 2 }, b);
-  await until("the batch to start", () => held.length === 1);
+  await waitFor("the batch to start", () => held.length === 1);
   t.same(sizes("batched_echo_big"), [2], "one batch for both");
   const shared = batchSignals.at(-1);
   t.equal(shared?.aborted, false);
@@ -225,7 +218,7 @@ t.test("a batch is aborted only once every caller in it gave up", async (t) => {
   const [c, d] = [new AbortController(), new AbortController()];
   const third = call({ id: 3, hang: true }, c);
   const fourth = call({ id: 4 }, d);
-  await until("the second batch to start", () => sizes("batched_echo_big").length === 2);
+  await waitFor("the second batch to start", () => sizes("batched_echo_big").length === 2);
   const hung = batchSignals.at(-1);
   c.abort(new Error("third gone"));
   await t.rejects(third, { message: "third gone" });
@@ -332,8 +325,8 @@ t.test("arrivals that never stop still hold the oldest item at most maxDelayMs",
   // One item per turn, each turn 0.5 ms long: 64 items take 32 ms, far past the 2 ms delay.
   for (const item of ids(64)) {
     calls.push(lib.predict("batched_echo_big", item));
-    const until = performance.now() + 0.5;
-    while (performance.now() < until) {
+    const turnEnd = performance.now() + 0.5;
+    while (performance.now() < turnEnd) {
       // a turn with work in it
     }
     await new Promise(setImmediate);
@@ -375,12 +368,12 @@ t.test(
     await lib.load();
     const events = watchEvents(t);
     const first = lib.predict<Echo>("batched_echo_big", { id: 0, hold: true });
-    await until("the first batch to start", () => held.length === 1);
+    await waitFor("the first batch to start", () => held.length === 1);
     // Each arrives after the 2 ms maxDelayMs has passed for the one before.
     const later: Promise<Echo>[] = [];
     for (const item of ids(10, 1)) {
       later.push(lib.predict<Echo>("batched_echo_big", item));
-      await new Promise((resolve) => setTimeout(resolve, 3));
+      await sleep(3);
     }
     held.shift()?.();
     t.same(await first, { id: 0, double: 0 });
@@ -401,10 +394,10 @@ t.test("items that waited for a slot wait for the crowd the ending batch answere
   t.teardown(() => lib.close());
   await lib.load();
   const crowd = lib.predictBatch<Echo>("batched_echo_big", [{ id: 0, hold: true }, ...ids(2, 1)]);
-  await until("the crowd's batch to start", () => held.length === 1);
+  await waitFor("the crowd's batch to start", () => held.length === 1);
   const waiting = lib.predict<Echo>("batched_echo_big", { id: 10 });
   // Longer than maxDelayMs (2 ms): the item has waited out its delay by the time the slot frees.
-  await new Promise((resolve) => setTimeout(resolve, 10));
+  await sleep(10);
   held.shift()?.();
   t.equal((await crowd).length, 3);
   await new Promise(setImmediate); // the crowd's next requests come a turn later
@@ -446,11 +439,11 @@ for (const [what, configuration, limit] of [
         { signal: controller.signal },
       );
       callers.push({ controller, call: call.catch((error: unknown) => error) });
-      await until(`batch ${id + 1} to start`, () => dispatched() === id + 1);
+      await waitFor(`batch ${id + 1} to start`, () => dispatched() === id + 1);
     }
     const waiting = lib.predict<Echo>("batched_echo_big", { id: 100 });
     // Long past maxDelayMs: a free slot would have taken the item by now.
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
     callers[0]?.controller.abort(new Error("caller gone"));
     t.same(await waiting, { id: 100, double: 200 });
     for (const { controller } of callers) controller.abort(new Error("caller gone"));
