@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { once } from "node:events";
 import { promisify } from "node:util";
 import t from "tap";
 import { parse } from "yaml";
@@ -145,9 +146,7 @@ t.test("a reader that closes the pipe early is not a failure", async (t) => {
     stderr += chunk;
   });
   child.stdout.once("data", () => child.stdout.destroy()); // as `| head -1` does
-  const [code] = (await new Promise((resolve) => child.on("exit", (...args) => resolve(args)))) as [
-    number,
-  ];
+  const [code] = await once(child, "exit");
   t.equal(code, 0);
   t.notMatch(stderr, /EPIPE|Error/);
 });
