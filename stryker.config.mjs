@@ -42,7 +42,8 @@ export const GROUPS = {
     coverage: "off",
   },
   health: {
-    mutate: ["src/server/routes/health.ts", "src/server/shutdown.ts"],
+    // With the lines of app.ts where `app.close()` closes the library (its onClose hook).
+    mutate: ["src/server/routes/health.ts", "src/server/shutdown.ts", "src/server/app.ts:161-164"],
     // openapi.test.ts: the probes' part of the OpenAPI document matches openapi.yaml.
     tests: [
       "test/server/health.test.ts",

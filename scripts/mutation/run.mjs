@@ -1,13 +1,18 @@
 #!/usr/bin/env node
-// `npm run test:mutation [group...]`: builds once, then one Stryker run per group of
-// stryker.config.mjs (all of them by default), and prints each module's mutation score and how
-// long each run took. Reports go to reports/mutation/ (an HTML page per group); the incremental
-// files there make a rerun test only the mutants whose code or tests changed.
+// `npm run test:mutation [group...] [-- stryker options]`: builds once, then one Stryker run per
+// group of stryker.config.mjs (all of them by default), and prints each module's mutation score
+// and how long each run took. Reports go to reports/mutation/ (an HTML page per group); the
+// incremental files there make a rerun test only the mutants whose code or tests changed.
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { GROUPS } from "../../stryker.config.mjs";
 
-const asked = process.argv.slice(2);
+// Group names first; anything from the first `--option` on goes to Stryker as it is, e.g.
+// `npm run test:mutation pool -- --mutate src/runtime/pool.ts:120-240` to test part of a module.
+const args = process.argv.slice(2);
+const firstOption = args.findIndex((arg) => arg.startsWith("--"));
+const asked = firstOption === -1 ? args : args.slice(0, firstOption);
+const strykerArgs = firstOption === -1 ? [] : args.slice(firstOption);
 for (const name of asked) {
   if (!(name in GROUPS)) {
     console.error(`no mutation group "${name}": one of ${Object.keys(GROUPS).join(", ")}`);
@@ -26,7 +31,7 @@ const rows = [];
 let failed = false;
 for (const name of groups) {
   const started = performance.now();
-  const run = spawnSync("npx", ["stryker", "run", "stryker.config.mjs"], {
+  const run = spawnSync("npx", ["stryker", "run", "stryker.config.mjs", ...strykerArgs], {
     stdio: "inherit",
     env: { ...process.env, MODELKIT_MUTATION_GROUP: name },
   });
