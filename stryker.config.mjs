@@ -105,9 +105,11 @@ export default {
   jsonReporter: { fileName: `reports/mutation/${name}.json` },
   htmlReporter: { fileName: `reports/mutation/${name}.html` },
   clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true },
-  // One TypeScript checker and two test runners: the tests mostly wait on timers, threads and
-  // child processes, so two runners keep a 2-core machine busy without starving them.
-  concurrency: 3,
+  // Stryker splits this between checkers and test runners (one TypeScript checker and one runner
+  // while mutants are checked, then two runners): two cores, and the tests start servers,
+  // threads and child processes of their own. More runners than cores turn slow tests into
+  // timeouts, which count as detected and inflate the score.
+  concurrency: 2,
   // Tests that wait on timers run slower beside another mutant's test run.
   timeoutFactor: 2,
   timeoutMS: 10_000,
