@@ -59,10 +59,15 @@ export const GROUPS = {
   },
   problem: {
     mutate: ["src/server/problem.ts", "src/server/errors.ts"],
+    // attack-http: hostile errors in the log and long details cut short; distant: a remote's
+    // problem mapped to the caller's 422 or a 502.
     tests: [
       "test/server/app.test.ts",
       "test/server/attack.test.ts",
+      "test/server/attack-http.test.ts",
       "test/server/faults.test.ts",
+      "test/distant/distant.test.ts",
+      "test/distant/faults.test.ts",
       "test/errors.test.ts",
     ],
     coverage: "perTest",
