@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import { type BatchEvent, ModelLibrary, onBatchEvent } from "modelkit-ts";
 import t, { type Test } from "tap";
 import * as fixtures from "../../dist/test/fixtures/batch-models.js";
@@ -228,6 +229,35 @@ t.test("a batch is aborted only once every caller in it gave up", async (t) => {
   t.equal(hung?.aborted, true, "aborted once the last caller gave up");
   t.match(hung?.reason, { message: "third gone" });
   t.same(await lib.predict("batched_echo_big", { id: 5 }), { id: 5, double: 10 }, "serves on");
+});
+
+t.test("callers that share one signal: its abort stops their batch", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo_big"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const controller = new AbortController();
+  const { signal } = controller;
+  const calls = [
+    lib.predict("batched_echo_big", { id: 1, hang: true }, { signal }),
+    lib.predict("batched_echo_big", { id: 2 }, { signal }),
+  ];
+  await waitFor("their batch to start", () => sizes("batched_echo_big").length === 1);
+  t.same(sizes("batched_echo_big"), [2], "one batch for both");
+  const batch = batchSignals.at(-1);
+  controller.abort(new Error("both gone"));
+  for (const call of calls) await t.rejects(call, { message: "both gone" });
+  t.equal(batch?.aborted, true, "every caller gave up: the batch is told to stop");
+});
+
+t.test("a signal used for many calls keeps no listener once each batch ended", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo_big"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const { signal } = new AbortController();
+  for (let id = 0; id < 20; id++) {
+    t.same(await lib.predict("batched_echo_big", { id }, { signal }), { id, double: id * 2 });
+  }
+  t.equal(getEventListeners(signal, "abort").length, 0, "no listener left behind");
 });
 
 t.test("a timeout aborts a hung batch; the queue keeps serving", async (t) => {
