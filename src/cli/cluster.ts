@@ -72,6 +72,8 @@ function supervise(options: ClusterOptions): void {
   );
   let stopping = false;
   let worstCode = 0;
+  /** Set when workers kept dying: the exit is 1 whatever codes the last ones die with. */
+  let gaveUp = false;
   const restarts: number[] = [];
   // Our own count: node:cluster keeps a dead worker listed until its IPC channel closes too.
   const live = new Set<Worker>();
@@ -96,7 +98,7 @@ function supervise(options: ClusterOptions): void {
     while ((restarts[0] ?? now) < now - 60_000) restarts.shift();
     if (restarts.length > MAX_RESTARTS_PER_MINUTE) {
       log.fatal({ restarts: restarts.length }, "workers keep dying: stopping");
-      worstCode = 1;
+      gaveUp = true;
       stop("restart loop");
       return;
     }
@@ -118,8 +120,9 @@ function supervise(options: ClusterOptions): void {
 
   const finish = () => {
     clearTimeout(killTimer);
-    log.info({ code: worstCode }, "all workers stopped");
-    process.exit(worstCode);
+    const code = gaveUp ? 1 : worstCode;
+    log.info({ code }, "all workers stopped");
+    process.exit(code);
   };
 
   for (const signal of ["SIGTERM", "SIGINT"] as const) {

@@ -3,7 +3,9 @@
 // `measure`, so its module is imported on the main thread and on worker threads.
 
 import t from "tap";
-import { postJson, startServe } from "../../dist/test/helpers/cli.js";
+import { postJson } from "../../dist/test/helpers/http.js";
+import { serve } from "../../dist/test/helpers/serve.js";
+import { until } from "../../dist/test/helpers/wait.js";
 
 const MODELS = "./test/fixtures/typescript/models.ts";
 const nativeTypeScript = Boolean((process.features as { typescript?: unknown }).typescript);
@@ -11,16 +13,17 @@ const nativeTypeScript = Boolean((process.features as { typescript?: unknown }).
 const TSX = import.meta.resolve("tsx");
 
 /** The library's state once its load settled (loaded or failed), from /readyz. */
-async function settled(url: string): Promise<{ status: number; body: { library: string } }> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const response = await fetch(`${url}/readyz`);
-    const body = (await response.json()) as { library: string };
-    if (body.library === "loaded" || body.library === "failed")
-      return { status: response.status, body };
-    if (Date.now() > deadline) throw new Error(`still ${body.library} after 60 s`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+function settled(url: string): Promise<{ status: number; body: { library: string } }> {
+  return until(
+    "the load to settle",
+    async () => {
+      const response = await fetch(`${url}/readyz`);
+      const body = (await response.json()) as { library: string };
+      const done = body.library === "loaded" || body.library === "failed";
+      return done ? { status: response.status, body } : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 50 },
+  );
 }
 
 const variants = [
@@ -34,7 +37,7 @@ const variants = [
 
 for (const variant of variants) {
   t.test(`a .ts model module is served ${variant.name}`, { skip: variant.skip }, async (t) => {
-    const url = await startServe(t, ["--models", MODELS], { execArgv: variant.execArgv });
+    const { url } = await serve(t, ["--models", MODELS], { execArgv: variant.execArgv });
     const { status, body } = await settled(url);
 
     const measured = await postJson(`${url}/predict/measure`, "héllo");

@@ -1,6 +1,7 @@
 // Static checks of the deployment files, fast enough for `npm test`. The container itself is
 // built, run and stopped by test/container/run.sh (npm run test:container).
 import { readFileSync } from "node:fs";
+import { DEFAULT_CLOSE_TIMEOUT_MS } from "modelkit-ts/server";
 import t from "tap";
 import { parseAllDocuments } from "yaml";
 
@@ -55,22 +56,28 @@ t.test("probes: startup and readiness on /readyz, liveness on /livez", async (t)
   t.equal(container?.livenessProbe?.httpGet?.path, "/livez");
   t.equal(container?.readinessProbe?.httpGet?.path, "/readyz");
   t.equal(container?.startupProbe?.httpGet?.path, "/readyz");
-  const startupBudget =
-    (container?.startupProbe?.periodSeconds ?? 10) *
-    (container?.startupProbe?.failureThreshold ?? 3);
-  t.ok(startupBudget >= 60, `slow-loading models get at least a minute (${startupBudget}s)`);
+  const period = container?.startupProbe?.periodSeconds;
+  const threshold = container?.startupProbe?.failureThreshold;
+  t.type(period, "number", "the startup probe's period is set, not Kubernetes' default");
+  t.type(threshold, "number", "and its failure threshold");
+  const startupBudget = Number(period) * Number(threshold);
+  t.equal(startupBudget, 300, "slow-loading models get 5 minutes (docs/deployment.md)");
 });
 
 t.test(
-  "terminationGracePeriodSeconds outlasts the drain delay plus the grace period",
+  "terminationGracePeriodSeconds covers the drain delay, the grace period and the models' close",
   async (t) => {
     const drainMs = Number(env.get("MODELKIT_DRAIN_DELAY_MS"));
     const graceMs = Number(env.get("MODELKIT_GRACE_PERIOD_MS"));
     t.ok(drainMs > 0 && graceMs > 0, "both timings are set explicitly");
-    const terminationMs = (pod?.terminationGracePeriodSeconds ?? 30) * 1000;
+    const seconds = pod?.terminationGracePeriodSeconds;
+    t.type(seconds, "number", "set explicitly, not Kubernetes' default");
+    const terminationMs = Number(seconds) * 1000;
+    // Each model's close is bounded by --close-timeout-ms (5 s by default): after drain and grace.
+    const closeMs = Number(env.get("MODELKIT_CLOSE_TIMEOUT_MS") ?? DEFAULT_CLOSE_TIMEOUT_MS);
     t.ok(
-      terminationMs > drainMs + graceMs,
-      `${terminationMs}ms > ${drainMs}ms drain + ${graceMs}ms grace, else SIGKILL cuts requests`,
+      terminationMs >= drainMs + graceMs + closeMs,
+      `${terminationMs} ms >= ${drainMs} drain + ${graceMs} grace + ${closeMs} close, else SIGKILL cuts the shutdown`,
     );
   },
 );

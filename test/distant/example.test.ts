@@ -19,7 +19,7 @@ t.test("triage calls sentiment and spam on the model service", async (t) => {
   const models = await serve(t, ["--models", MODEL_SERVICE_MODELS.join(","), "--access-log"]);
   await waitReady(models.url);
   const front = await serve(t, ["--models", "dist/examples/front/models.js"], {
-    MODEL_SERVICE_URL: models.url,
+    env: { MODEL_SERVICE_URL: models.url },
   });
   await waitReady(front.url);
   const client = createClient<typeof import("../../examples/front/models.js")>(front.url);

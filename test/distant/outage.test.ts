@@ -35,7 +35,7 @@ t.test("the remote killed mid-run: retries, a clear error, the front stays up", 
   const front = await serve(
     t,
     ["--models", FRONT_MODELS, "--required-models", "remote_slow_patient,remote_echo,length"],
-    { DISTANT_REMOTE_URL: remote.url },
+    { env: { DISTANT_REMOTE_URL: remote.url } },
   );
   await waitReady(front.url);
 

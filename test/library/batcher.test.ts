@@ -1,8 +1,10 @@
+import { getEventListeners } from "node:events";
 import { type BatchEvent, ModelLibrary, onBatchEvent } from "modelkit-ts";
 import t, { type Test } from "tap";
 import * as fixtures from "../../dist/test/fixtures/batch-models.js";
+import { sleep, until } from "../../dist/test/helpers/wait.js";
 
-const { batchCalls, held } = fixtures;
+const { batchCalls, batchSignals, held } = fixtures;
 // By specifier: a configuration with threads runs on threads, which import its module again.
 const FIXTURES = new URL("../../dist/test/fixtures/batch-models.js", import.meta.url).href;
 type Echo = { id: number; double: number };
@@ -19,14 +21,8 @@ function watchEvents(t: Test): BatchEvent[] {
   return events;
 }
 
-/** Resolves once `ready()` holds; fails the test after `ms` (a loaded machine is slow, not stuck). */
-async function until(what: string, ready: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!ready()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
-}
+/** Polls every millisecond: these tests act between a batch's start and the end of its delay. */
+const waitFor = (what: string, ready: () => boolean) => until(what, ready, { intervalMs: 1 });
 
 /** The most batches that ran at once, from the dispatch and complete events. */
 function mostInFlight(events: readonly BatchEvent[]): number {
@@ -178,13 +174,11 @@ t.test("a caller that aborts leaves the queue; the batch goes without it", async
   // Wait for its batch to start, not a fixed time: on a starved machine a short timer can fire
   // before the batcher's idle check, and the next arrivals would join that first batch.
   const busy = lib.predict("batched_echo_slow", { id: 0, waitMs: 200 });
-  while (batchCalls.batched_echo_slow === undefined) {
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
+  await waitFor("the busy batch to start", () => batchCalls.batched_echo_slow !== undefined);
   const controller = new AbortController();
   const gone = lib.predict("batched_echo_slow", { id: 1 }, { signal: controller.signal });
   const kept = [2, 3].map((id) => lib.predict("batched_echo_slow", { id }));
-  await new Promise((resolve) => setTimeout(resolve, 5));
+  await sleep(5);
   controller.abort(new Error("client gone"));
   await t.rejects(gone, { message: "client gone" });
   // Two more make four queued items once the aborted one is out: a full batch goes at once.
@@ -198,6 +192,72 @@ t.test("a caller that aborts leaves the queue; the batch goes without it", async
     ),
     [[0], [2, 3, 4, 5]],
   );
+});
+
+t.test("a batch is aborted only once every caller in it gave up", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo_big"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const call = (item: object, controller: AbortController) =>
+    lib.predict<Echo>("batched_echo_big", item, { signal: controller.signal });
+
+  // Two callers in one held batch: the first gives up, the second still gets its answer.
+  const [a, b] = [new AbortController(), new AbortController()];
+  const first = call({ id: 1, hold: true }, a);
+  const second = call({ id: 2 }, b);
+  await waitFor("the batch to start", () => held.length === 1);
+  t.same(sizes("batched_echo_big"), [2], "one batch for both");
+  const shared = batchSignals.at(-1);
+  t.equal(shared?.aborted, false);
+  a.abort(new Error("first gone"));
+  await t.rejects(first, { message: "first gone" }, "the caller that left is answered at once");
+  t.equal(shared?.aborted, false, "the batch goes on for the caller still waiting");
+  held.shift()?.();
+  t.same(await second, { id: 2, double: 4 }, "and that caller gets its answer");
+
+  // Both give up: the batch is told to stop, with the first one's reason.
+  const [c, d] = [new AbortController(), new AbortController()];
+  const third = call({ id: 3, hang: true }, c);
+  const fourth = call({ id: 4 }, d);
+  await waitFor("the second batch to start", () => sizes("batched_echo_big").length === 2);
+  const hung = batchSignals.at(-1);
+  c.abort(new Error("third gone"));
+  await t.rejects(third, { message: "third gone" });
+  t.equal(hung?.aborted, false, "one caller still waits");
+  d.abort(new Error("fourth gone"));
+  await t.rejects(fourth, { message: "fourth gone" });
+  t.equal(hung?.aborted, true, "aborted once the last caller gave up");
+  t.match(hung?.reason, { message: "third gone" });
+  t.same(await lib.predict("batched_echo_big", { id: 5 }), { id: 5, double: 10 }, "serves on");
+});
+
+t.test("callers that share one signal: its abort stops their batch", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo_big"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const controller = new AbortController();
+  const { signal } = controller;
+  const calls = [
+    lib.predict("batched_echo_big", { id: 1, hang: true }, { signal }),
+    lib.predict("batched_echo_big", { id: 2 }, { signal }),
+  ];
+  await waitFor("their batch to start", () => sizes("batched_echo_big").length === 1);
+  t.same(sizes("batched_echo_big"), [2], "one batch for both");
+  const batch = batchSignals.at(-1);
+  controller.abort(new Error("both gone"));
+  for (const call of calls) await t.rejects(call, { message: "both gone" });
+  t.equal(batch?.aborted, true, "every caller gave up: the batch is told to stop");
+});
+
+t.test("a signal used for many calls keeps no listener once each batch ended", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo_big"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const { signal } = new AbortController();
+  for (let id = 0; id < 20; id++) {
+    t.same(await lib.predict("batched_echo_big", { id }, { signal }), { id, double: id * 2 });
+  }
+  t.equal(getEventListeners(signal, "abort").length, 0, "no listener left behind");
 });
 
 t.test("a timeout aborts a hung batch; the queue keeps serving", async (t) => {
@@ -295,8 +355,8 @@ t.test("arrivals that never stop still hold the oldest item at most maxDelayMs",
   // One item per turn, each turn 0.5 ms long: 64 items take 32 ms, far past the 2 ms delay.
   for (const item of ids(64)) {
     calls.push(lib.predict("batched_echo_big", item));
-    const until = performance.now() + 0.5;
-    while (performance.now() < until) {
+    const turnEnd = performance.now() + 0.5;
+    while (performance.now() < turnEnd) {
       // a turn with work in it
     }
     await new Promise(setImmediate);
@@ -338,12 +398,12 @@ t.test(
     await lib.load();
     const events = watchEvents(t);
     const first = lib.predict<Echo>("batched_echo_big", { id: 0, hold: true });
-    await until("the first batch to start", () => held.length === 1);
+    await waitFor("the first batch to start", () => held.length === 1);
     // Each arrives after the 2 ms maxDelayMs has passed for the one before.
     const later: Promise<Echo>[] = [];
     for (const item of ids(10, 1)) {
       later.push(lib.predict<Echo>("batched_echo_big", item));
-      await new Promise((resolve) => setTimeout(resolve, 3));
+      await sleep(3);
     }
     held.shift()?.();
     t.same(await first, { id: 0, double: 0 });
@@ -364,10 +424,10 @@ t.test("items that waited for a slot wait for the crowd the ending batch answere
   t.teardown(() => lib.close());
   await lib.load();
   const crowd = lib.predictBatch<Echo>("batched_echo_big", [{ id: 0, hold: true }, ...ids(2, 1)]);
-  await until("the crowd's batch to start", () => held.length === 1);
+  await waitFor("the crowd's batch to start", () => held.length === 1);
   const waiting = lib.predict<Echo>("batched_echo_big", { id: 10 });
   // Longer than maxDelayMs (2 ms): the item has waited out its delay by the time the slot frees.
-  await new Promise((resolve) => setTimeout(resolve, 10));
+  await sleep(10);
   held.shift()?.();
   t.equal((await crowd).length, 3);
   await new Promise(setImmediate); // the crowd's next requests come a turn later
@@ -409,11 +469,11 @@ for (const [what, configuration, limit] of [
         { signal: controller.signal },
       );
       callers.push({ controller, call: call.catch((error: unknown) => error) });
-      await until(`batch ${id + 1} to start`, () => dispatched() === id + 1);
+      await waitFor(`batch ${id + 1} to start`, () => dispatched() === id + 1);
     }
     const waiting = lib.predict<Echo>("batched_echo_big", { id: 100 });
     // Long past maxDelayMs: a free slot would have taken the item by now.
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
     callers[0]?.controller.abort(new Error("caller gone"));
     t.same(await waiting, { id: 100, double: 200 });
     for (const { controller } of callers) controller.abort(new Error("caller gone"));

@@ -10,8 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import t from "tap";
-import { postJson, ROOT, runNode, startServe } from "../../dist/test/helpers/cli.js";
-import { waitReady } from "../../dist/test/helpers/serve.js";
+import { ROOT, runNode } from "../../dist/test/helpers/cli.js";
+import { postJson } from "../../dist/test/helpers/http.js";
+import { serve, waitReady } from "../../dist/test/helpers/serve.js";
 
 const exec = promisify(execFile);
 const bin = (name: string) => join(ROOT, "node_modules", ".bin", name);
@@ -134,7 +135,7 @@ t.test("a fresh project: the published types check a strict models.ts", async (t
 
 t.test("a fresh project: modelkit-ts serve, then predict over HTTP", async (t) => {
   await installed;
-  const url = await startServe(t, [], {
+  const { url } = await serve(t, [], {
     script: join(project, "node_modules/.bin/modelkit-ts"),
     execArgv: loader,
     cwd: project,

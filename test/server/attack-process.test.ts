@@ -81,8 +81,10 @@ for (const { label, flags, capped } of FD_CASES) {
         t,
         ["--models", SERVER_MODELS, "--required-models", "double", ...flags],
         // RSS load shedding on, so that /proc is read while no descriptor is left.
-        { MODELKIT_MAX_RSS_BYTES: "64gb" },
-        ["prlimit", `--nofile=${FD_LIMIT}:${FD_LIMIT}`],
+        {
+          env: { MODELKIT_MAX_RSS_BYTES: "64gb" },
+          prefix: ["prlimit", `--nofile=${FD_LIMIT}:${FD_LIMIT}`],
+        },
       );
       await waitReady(served.url);
       t.equal(await servesAgain(served.url, 5000), 200, "serves before");
@@ -112,7 +114,7 @@ for (const { label, flags, capped } of FD_CASES) {
 
 t.test("memory: 400 distinct 1 MB items to a caching model under a 256 MB heap", async (t) => {
   const served = await serve(t, ["--models", HOSTILE, "--required-models", "cached_echo,echo"], {
-    NODE_OPTIONS: "--max-old-space-size=256",
+    env: { NODE_OPTIONS: "--max-old-space-size=256" },
   });
   await waitReady(served.url);
   const filler = "x".repeat(1_000_000 - 16);

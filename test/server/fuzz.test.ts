@@ -1,3 +1,4 @@
+import { Ajv2020 } from "ajv/dist/2020.js";
 import fc from "fast-check";
 import { ModelLibrary } from "modelkit-ts";
 import { createServer } from "modelkit-ts/server";
@@ -17,6 +18,13 @@ const app = await createServer({ library, logger: false, docs: false, bodyLimit:
 t.teardown(() => app.close());
 await library.load();
 const models = [...library.modelNames];
+// Every 200 must be what the model's returnSchema promises, as /models publishes it.
+const ajv = new Ajv2020({ strict: false });
+const validAnswer = Object.fromEntries(
+  ((await app.inject("/models")).json().models as { name: string; returnSchema: object }[]).map(
+    ({ name, returnSchema }) => [name, ajv.compile(returnSchema)],
+  ),
+);
 
 // Text that stresses tokenizers: any unicode, prototype words, lexicon words, long runs.
 const text = fc.oneof(
@@ -86,17 +94,25 @@ async function fuzzRoute(route: "predict" | "predict_batch"): Promise<Tally> {
       tally.status[res.statusCode] = (tally.status[res.statusCode] ?? 0) + 1;
       const answer = res.json();
       if (res.statusCode === 200) {
-        if (route === "predict_batch") {
-          const sent = JSON.parse(payload) as unknown[];
-          return Array.isArray(answer) && answer.length === sent.length;
-        }
-        return true;
+        const valid = validAnswer[model] as (value: unknown) => boolean;
+        if (route === "predict") return valid(answer);
+        const sent = JSON.parse(payload) as unknown[];
+        return Array.isArray(answer) && answer.length === sent.length && answer.every(valid);
       }
-      const problem = answer as { code?: unknown; status?: unknown };
+      const problem = answer as {
+        type?: unknown;
+        code?: unknown;
+        status?: unknown;
+        requestId?: unknown;
+        issues?: unknown;
+      };
       const wellFormed =
         res.headers["content-type"] === "application/problem+json; charset=utf-8" &&
         typeof problem.code === "string" &&
-        problem.status === res.statusCode;
+        problem.type === `urn:modelkit-ts:error:${problem.code}` &&
+        problem.status === res.statusCode &&
+        problem.requestId === res.headers["x-request-id"] &&
+        (problem.code !== "ERR_ITEM_VALIDATION" || Array.isArray(problem.issues));
       if (res.statusCode === 500 && problem.code === "ERR_PREDICTION_FAILED") {
         tally.modelErrors++;
         return wellFormed;
@@ -130,6 +146,6 @@ t.test("the service answers normally after the fuzzing", async (t) => {
     payload: '{"text":"a great day"}',
   });
   t.equal(res.statusCode, 200);
-  t.equal(res.json().label, "positive");
-  t.equal((await app.inject({ method: "GET", url: "/readyz" })).statusCode, 200);
+  t.match(res.json(), { label: "positive", score: Number });
+  t.match((await app.inject({ method: "GET", url: "/readyz" })).json(), { status: "ready" });
 });

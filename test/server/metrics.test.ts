@@ -3,6 +3,8 @@ import { AsyncModel, Model, ModelLibrary } from "modelkit-ts";
 import { createServer, metrics } from "modelkit-ts/server";
 import t from "tap";
 import { z } from "zod";
+import { fixtureUrl } from "../../dist/test/helpers/factories.js";
+import { post, sample } from "../../dist/test/helpers/http.js";
 
 class Double extends Model<number, number> {
   static override configurations = { double: {} };
@@ -26,7 +28,11 @@ class Slow extends AsyncModel<number, number> {
 }
 
 class Batched extends AsyncModel<number, number> {
-  static override configurations = { batched: { batching: { maxBatchSize: 4, maxDelayMs: 5 } } };
+  static override configurations = {
+    batched: { batching: { maxBatchSize: 4, maxDelayMs: 5 } },
+    // Holds its items 200 ms for company; a third waiting item is refused.
+    batched_small_queue: { batching: { maxBatchSize: 8, maxDelayMs: 200, maxQueueSize: 2 } },
+  };
   protected override async _predictBatch(items: number[]): Promise<number[]> {
     return items.map((item) => item + 1);
   }
@@ -40,11 +46,16 @@ class Cached extends Model<number, number> {
 }
 
 // The real app with the plugin registered the way `serve` registers it.
-async function build(options: { port?: number } = {}) {
-  const library = new ModelLibrary({
-    models: [Double, Slow, Batched, Cached],
-    settings: { cache: { provider: "memory" } },
-  });
+async function build(
+  options: { port?: number; models?: ConstructorParameters<typeof ModelLibrary>[0] } = {},
+) {
+  const library = new ModelLibrary(
+    options.models ?? {
+      models: [Double, Slow, Batched, Cached],
+      requiredModels: ["double", "slow", "batched", "cached"],
+      settings: { cache: { provider: "memory" } },
+    },
+  );
   await library.load();
   const app = await createServer({
     library,
@@ -63,19 +74,9 @@ async function build(options: { port?: number } = {}) {
   return { app, library };
 }
 
-const json = { "content-type": "application/json" };
-const post = (app: Awaited<ReturnType<typeof build>>["app"], url: string, body: unknown) =>
-  app.inject({ method: "POST", url, headers: json, payload: JSON.stringify(body) });
-
 const scrape = async (app: Awaited<ReturnType<typeof build>>["app"]) => {
   const res = await app.inject({ method: "GET", url: "/metrics" });
   return res.body;
-};
-
-/** The value of one sample line, e.g. `metric{a="b"}`, or undefined when absent. */
-const sample = (text: string, series: string): number | undefined => {
-  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
 };
 
 t.test("request histograms, predictions and errors by model and code", async (t) => {
@@ -229,4 +230,73 @@ t.test("metrics on a separate port", async (t) => {
   t.equal((await get("/other")).status, 404);
   await app.close();
   t.equal(app.metrics.address(), undefined, "listener closed with the app");
+});
+
+t.test("a cache that fails: available 0, errors counted, predictions still served", async (t) => {
+  const { app } = await build({
+    models: {
+      models: [Cached],
+      // Nothing listens on port 1: every cache call fails at once.
+      settings: { cache: { provider: "redis", url: "redis://127.0.0.1:1" } },
+    },
+  });
+  t.teardown(() => app.close());
+  const answers = await Promise.all([1, 2].map((item) => post(app, "/predict/cached", item)));
+  t.same(
+    answers.map((answer) => answer.json()),
+    [3, 6],
+  );
+  const text = await scrape(app);
+  t.equal(sample(text, "modelkit_cache_available"), 0);
+  const errors = sample(text, 'modelkit_cache_errors_total{model="cached"}') ?? 0;
+  t.ok(errors >= 1, `failed cache calls counted (${errors})`);
+  t.equal(sample(text, 'modelkit_cache_hits_total{model="cached"}'), undefined, "no hit");
+  t.equal(sample(text, 'modelkit_predictions_total{model="cached"}'), 2);
+});
+
+t.test("refusals: a full batching queue and prediction errors, by model and code", async (t) => {
+  const { app } = await build({
+    models: { models: [Double, Batched], requiredModels: ["double", "batched_small_queue"] },
+  });
+  t.teardown(() => app.close());
+  const answers = await Promise.all(
+    [1, 2, 3].map((item) => post(app, "/predict/batched_small_queue", item)),
+  );
+  t.same(answers.map((answer) => answer.statusCode).sort(), [200, 200, 503]);
+  await post(app, "/predict/double", JSON.stringify("two"));
+  await post(app, "/predict/double", "{");
+  const text = await scrape(app);
+  t.equal(sample(text, 'modelkit_batch_queue_rejections_total{model="batched_small_queue"}'), 1);
+  t.equal(
+    sample(
+      text,
+      'modelkit_prediction_errors_total{model="batched_small_queue",code="ERR_OVERLOADED"}',
+    ),
+    1,
+  );
+  t.equal(sample(text, 'modelkit_predictions_total{model="batched_small_queue"}'), 2);
+  t.equal(
+    sample(text, 'modelkit_prediction_errors_total{model="double",code="ERR_ITEM_VALIDATION"}'),
+    1,
+  );
+  t.equal(
+    sample(text, 'modelkit_prediction_errors_total{model="double",code="ERR_MALFORMED_JSON"}'),
+    1,
+  );
+});
+
+t.test("a crashed model thread is replaced and counted", async (t) => {
+  const { app } = await build({
+    models: { models: [fixtureUrl("thread-models")], requiredModels: ["cpu"] },
+  });
+  t.teardown(() => app.close());
+  const crashed = await post(app, "/predict/cpu", { ms: 0, crash: true });
+  t.match(crashed.json(), { status: 500, code: "ERR_WORKER_FAILED" });
+  const series = 'modelkit_thread_replacements_total{model="cpu",reason="crashed"}';
+  t.equal(sample(await scrape(app), series), 1);
+  t.equal(
+    sample(await scrape(app), 'modelkit_thread_replacements_total{model="cpu",reason="stuck"}'),
+    undefined,
+  );
+  t.equal((await post(app, "/predict/cpu", { ms: 0 })).statusCode, 200, "served after it");
 });

@@ -37,7 +37,7 @@ const sample = (text: string, name: string) =>
   Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN);
 
 t.test(`soak: ${RATE} req/s for ${SECONDS} s`, { timeout: (SECONDS + 60) * 1000 }, async (t) => {
-  const { child, url: base, exited } = await serve(t, [], { MODELKIT_MODELS: "" });
+  const { child, url: base, exited } = await serve(t, [], { env: { MODELKIT_MODELS: "" } });
   await waitReady(base);
 
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });

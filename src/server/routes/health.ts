@@ -16,6 +16,7 @@ const SHORT_MESSAGE_LENGTH = 200;
 type LoadError = NonNullable<ModelStatus["error"]>;
 
 export function shortError(error: LoadError): LoadError {
+  // Stryker disable next-line StringLiteral: split always yields one string; `??` is for the type.
   const line = error.message.split("\n", 1)[0] ?? "";
   const message =
     line.length > SHORT_MESSAGE_LENGTH ? `${line.slice(0, SHORT_MESSAGE_LENGTH)}…` : line;
