@@ -110,7 +110,11 @@ function supervise(options: ClusterOptions): void {
   const stop = (reason: string) => {
     stopping = true;
     log.info({ reason, workers: live.size }, "stopping workers");
-    for (const worker of live) if (worker.isConnected()) worker.send(SHUTDOWN);
+    for (const worker of live) {
+      // A worker may die between the check and the send: its exit is counted by onExit, and
+      // without a callback the failed send would be an 'error' event that ends the primary.
+      if (worker.isConnected()) worker.send(SHUTDOWN, () => {});
+    }
     killTimer = setTimeout(() => {
       log.warn({ stopTimeoutMs: options.stopTimeoutMs }, "workers still running: killing them");
       for (const worker of live) worker.process.kill("SIGKILL");
