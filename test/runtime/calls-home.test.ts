@@ -5,6 +5,7 @@ import { promisify } from "node:util";
 import { type DependencyModel, ModelLibrary, onThreadEvent, type ThreadEvent } from "modelkit-ts";
 import t from "tap";
 import * as fixtures from "../../dist/test/fixtures/composition-models.js";
+import { watch } from "../../dist/test/helpers/wait.js";
 
 const FIXTURES = fileURLToPath(
   new URL("../../dist/test/fixtures/composition-models.js", import.meta.url),
@@ -31,22 +32,6 @@ t.test("the event loop stays free while a sync model waits on its async dependen
   t.teardown(() => lib.close());
   await lib.load();
   await lib.predict("slow-sync", 0); // the pool thread is warm, as a server's would be
-
-  /** Ticks of a 10 ms timer and the worst gap between two, while `run` goes on. */
-  async function watch(run: () => unknown) {
-    let ticks = 0;
-    let last = performance.now();
-    let worst = 0;
-    const timer = setInterval(() => {
-      const now = performance.now();
-      worst = Math.max(worst, now - last);
-      last = now;
-      ticks++;
-    }, 10);
-    const result = await run();
-    clearInterval(timer);
-    return { result, ticks, worst: Math.max(worst, performance.now() - last) };
-  }
 
   const served = await watch(() => lib.predict("slow-sync", 200));
   t.same(served.result, { waited: 200, thread: "worker" }, "ran on a pool thread");

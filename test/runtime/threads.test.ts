@@ -10,6 +10,7 @@ import {
 } from "modelkit-ts";
 import t from "tap";
 import type { Report } from "../../dist/test/fixtures/thread-models.js";
+import { watch } from "../../dist/test/helpers/wait.js";
 
 const FIXTURES = fileURLToPath(
   new URL("../../dist/test/fixtures/thread-models.js", import.meta.url),
@@ -39,22 +40,6 @@ t.teardown(async () => {
   stop();
   await lib.close();
 });
-
-/** Ticks of a 10 ms timer and the worst gap between two, while `run` goes on. */
-async function watch<T>(run: () => Promise<T>) {
-  let ticks = 0;
-  let last = performance.now();
-  let worst = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    worst = Math.max(worst, now - last);
-    last = now;
-    ticks++;
-  }, 10);
-  const result = await run();
-  clearInterval(timer);
-  return { result, ticks, worst: Math.max(worst, performance.now() - last) };
-}
 
 const predict = (name: string, item: object, options = {}) =>
   lib.predict<Report>(name, item, options);
