@@ -2,6 +2,7 @@
 // problem check every error answer must pass, and Prometheus samples from /metrics.
 
 import type { FastifyInstance } from "fastify";
+import type { Problem } from "modelkit-ts/server";
 import type { Test } from "tap";
 
 const JSON_HEADERS = { "content-type": "application/json" };
@@ -54,18 +55,8 @@ export async function answerOf(response: Response): Promise<Answer> {
   };
 }
 
-/** The body every problem answer has (docs/http.md#errors). */
-export interface ProblemBody {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  code: string;
-  requestId: string;
-  instance?: string;
-  issues?: { code: string; path: (string | number)[]; message: string }[];
-  [key: string]: unknown;
-}
+/** A problem answer's body, with room for the fields a test reads beyond the documented ones. */
+export type ProblemBody = Problem & Record<string, unknown>;
 
 /**
  * Asserts an RFC 9457 answer: this status and code, `application/problem+json`, the type URN,
