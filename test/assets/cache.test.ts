@@ -1,8 +1,6 @@
 // The local cache under stress: processes racing, corrupt objects, a store that dies mid-download,
 // a read-only cache, and the overrides.
-import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { once } from "node:events";
 import {
   chmodSync,
   existsSync,
@@ -20,9 +18,9 @@ import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { AssetsManager, ModelLibrary, type TransferEvent } from "modelkit-ts";
 import { createServer } from "modelkit-ts/server";
 import t, { type Test } from "tap";
+import { runCli } from "../../dist/test/helpers/cli.js";
 import { S3_CREDENTIALS, startS3 } from "../../dist/test/helpers/s3.js";
 
-const MAIN = new URL("../../dist/src/cli/main.js", import.meta.url).pathname;
 const MODELS = new URL("../../dist/test/fixtures/asset-models.js", import.meta.url).href;
 
 const scratch = (t: Test) => {
@@ -52,24 +50,9 @@ async function until(probe: () => boolean, what: string, ms = 30_000): Promise<v
   }
 }
 
-/** Runs `modelkit-ts assets ARGS` and resolves with its exit code and output. */
-async function cli(args: string[], env: Record<string, string>, uid?: number) {
-  const child = spawn(process.execPath, [MAIN, "assets", ...args], {
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-    ...(uid === undefined ? {} : { uid, gid: uid }),
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  const [code] = await once(child, "exit");
-  return { code: code as number, stdout, stderr };
-}
+/** Runs `modelkit-ts assets ARGS` with `env` as its whole environment. */
+const cli = (args: string[], env: Record<string, string>, uid?: number) =>
+  runCli(["assets", ...args], { env, inheritEnv: false, ...(uid === undefined ? {} : { uid }) });
 
 const BIG = randomBytes(4 * 1024 * 1024);
 

@@ -1,12 +1,10 @@
 // `modelkit-ts assets` end to end: the commands a training job and a deployment run.
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import t from "tap";
+import { runCli } from "../../dist/test/helpers/cli.js";
 
-const MAIN = new URL("../../dist/src/cli/main.js", import.meta.url).pathname;
 const MODELS = new URL("../../dist/test/fixtures/asset-models.js", import.meta.url).pathname;
 
 const dir = mkdtempSync(join(tmpdir(), "modelkit-assets-cli-"));
@@ -20,22 +18,9 @@ const env = {
 
 const assets = (...args: string[]) => assetsWith({}, ...args);
 
-async function assetsWith(extra: Record<string, string>, ...args: string[]) {
-  const child = spawn(process.execPath, [MAIN, "assets", ...args], {
-    env: { ...env, ...extra },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  const [code] = await once(child, "exit");
-  return { code: code as number, stdout, stderr };
-}
+/** Runs `modelkit-ts assets ARGS` with the test's environment (and `extra`) as its whole one. */
+const assetsWith = (extra: Record<string, string>, ...args: string[]) =>
+  runCli(["assets", ...args], { env: { ...env, ...extra }, inheritEnv: false });
 
 t.test("new, update, publish, list, fetch", async (t) => {
   const file = join(dir, "text.txt");

@@ -22,6 +22,10 @@ export interface RunOptions {
   /** Node flags before the script (`--import`, `--test`). */
   execArgv?: string[];
   timeoutMs?: number;
+  /** false: `env` (with PATH) is the whole environment, none of the tests' own. */
+  inheritEnv?: boolean;
+  /** Runs as this user and group id (a test run as root reading as an unprivileged user). */
+  uid?: number;
 }
 
 /** The environment without MODELKIT_* variables: no models or settings from the one tests run in. */
@@ -37,7 +41,13 @@ export function runNode(script: string, args: string[], options: RunOptions = {}
       [...(options.execArgv ?? []), script, ...args],
       {
         cwd: options.cwd ?? ROOT,
-        env: { ...withoutModelkitSettings(process.env), ...options.env },
+        env: {
+          ...(options.inheritEnv === false
+            ? { PATH: process.env.PATH }
+            : withoutModelkitSettings(process.env)),
+          ...options.env,
+        },
+        ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.uid }),
         timeout: options.timeoutMs ?? 60_000,
         maxBuffer: 64 * 1024 * 1024,
       },
