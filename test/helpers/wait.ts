@@ -7,6 +7,20 @@ import { setTimeout as sleepFor } from "node:timers/promises";
 /** Resolves after `ms`: for pacing a load or letting time pass on purpose, never as a wait. */
 export const sleep = (ms: number): Promise<void> => sleepFor(Math.max(0, ms));
 
+/**
+ * Resolves after `ms`, or rejects with `signal`'s own reason as soon as it aborts: a model that
+ * honours its `context.signal` (node:timers/promises would reject with an AbortError instead).
+ */
+export function sleepUnlessAborted(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    });
+  });
+}
+
 export interface UntilOptions {
   /** Deadline, default 10 s. */
   timeoutMs?: number;

@@ -7,7 +7,7 @@ import { gracefulShutdown, RETRY_AFTER_SECONDS } from "modelkit-ts/server";
 import t, { type Test } from "tap";
 import { type App, makeApp } from "../../dist/test/helpers/factories.js";
 import { postJson } from "../../dist/test/helpers/http.js";
-import { until } from "../../dist/test/helpers/wait.js";
+import { sleepUnlessAborted, until } from "../../dist/test/helpers/wait.js";
 
 /** Models closed so far, in order. */
 const closed: string[] = [];
@@ -30,13 +30,7 @@ class Slow extends AsyncModel<{ ms: number }, { waited: number }> {
   protected override async _predict(item: { ms: number }, context: { signal?: AbortSignal }) {
     running++;
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(resolve, item.ms);
-        context.signal?.addEventListener("abort", () => {
-          clearTimeout(timer);
-          reject(context.signal?.reason);
-        });
-      });
+      await sleepUnlessAborted(item.ms, context.signal);
       return { waited: item.ms };
     } finally {
       running--;
