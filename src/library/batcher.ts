@@ -127,9 +127,15 @@ export class Batcher {
   #running = 0;
   /** Items in the last batch: how many callers are likely to come back together. */
   #lastSize = 0;
-  /** When the last batch ended (or started, while one runs): "recently busy" for the idle rule. */
+  /**
+   * When the last batch ended, its answers out (or started, while one runs): "recently busy" for
+   * the idle rule.
+   */
   #lastActive = Number.NEGATIVE_INFINITY;
-  /** When a slot last freed: items that waited for a slot start waiting for company then. */
+  /**
+   * When a slot last freed: items that waited for a slot start waiting for company then.
+   * Infinite from the moment a full set of slots frees until the end of that event-loop turn.
+   */
   #slotFreedAt = Number.NEGATIVE_INFINITY;
   #immediate: NodeJS.Immediate | undefined;
   #immediateReason: DispatchReason = "idle";
@@ -269,7 +275,7 @@ export class Batcher {
       this.#dispatchSoon("idle");
       return;
     }
-    if (this.#timer !== undefined) return;
+    if (this.#timer !== undefined || this.#slotFreedAt === Number.POSITIVE_INFINITY) return;
     const wait = this.#fillingSince(now) + this.maxDelayMs - now;
     // A delay already over (maxDelayMs 0) dispatches in this turn, not after the millisecond a
     // zero timeout takes.
@@ -293,6 +299,22 @@ export class Batcher {
    */
   #fillingSince(fallback: number): number {
     return Math.max(this.#queue[this.#head]?.caller.enqueuedAt ?? fallback, this.#slotFreedAt);
+  }
+
+  /**
+   * A slot frees in the turn that answers the ending batch's callers, and writing those answers
+   * takes that turn's time, a millisecond or more for a crowd of HTTP responses on a busy core.
+   * The batch counts as ended, and a slot taken by all as freed, at the end of that turn, once
+   * the answers are out: counted from its start, `maxDelayMs` could pass before the first poll
+   * for the crowd's next requests, and the few items that waited would leave alone.
+   */
+  #slotFreed(allTaken: boolean): void {
+    if (allTaken) this.#slotFreedAt = Number.POSITIVE_INFINITY;
+    setImmediate(() => {
+      this.#lastActive = performance.now();
+      if (allTaken) this.#slotFreedAt = this.#lastActive;
+      this.#schedule();
+    });
   }
 
   /**
@@ -383,7 +405,7 @@ export class Batcher {
       if (!holdsSlot) return;
       holdsSlot = false;
       this.#lastActive = performance.now();
-      if (this.#running === this.maxConcurrentBatches) this.#slotFreedAt = this.#lastActive;
+      this.#slotFreed(this.#running === this.maxConcurrentBatches);
       this.#running--;
       this.#schedule();
     };
