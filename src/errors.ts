@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   ERR_INVALID_SETTINGS: { status: 500, title: "Invalid library settings" },
   ERR_OVERLOADED: { status: 503, title: "Model overloaded" },
   ERR_CLOSE_TIMEOUT: { status: 500, title: "Model did not close in time" },
+  ERR_MODEL_CLOSE_FAILED: { status: 500, title: "Model failed to close" },
   ERR_ASSET_SPEC: { status: 500, title: "Invalid asset spec" },
   ERR_ASSET_NOT_FOUND: { status: 500, title: "Asset not found" },
   ERR_ASSET_EXISTS: { status: 500, title: "Asset version already published" },

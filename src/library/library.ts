@@ -563,7 +563,9 @@ export class ModelLibrary {
    * Closes every model once, dependents before their dependencies. With `timeoutMs`, each
    * model's close (and a load still running) is awaited that long at most: a model past it is
    * left as it is, the others still close, and `close()` rejects with `ERR_CLOSE_TIMEOUT`
-   * naming it (an `AggregateError` when several failed).
+   * naming it. A model whose close throws makes it reject with `ERR_MODEL_CLOSE_FAILED`, which
+   * names the model and has the thrown value as its `cause` (an `AggregateError` when several
+   * failed).
    *
    * @example
    * await library.close({ timeoutMs: 5000 });
@@ -591,7 +593,7 @@ export class ModelLibrary {
           timeoutMs,
           `the threads of model "${name}" did not close`,
           name,
-        ).catch((error: unknown) => errors.push(error)),
+        ).catch((error: unknown) => errors.push(closeFailure(name, error))),
       ),
     );
     for (const name of [...this.#loaded].reverse()) {
@@ -599,7 +601,7 @@ export class ModelLibrary {
         const closing = this.#models.get(name)?.close();
         await withinTimeout(closing, timeoutMs, `model "${name}" did not close`, name);
       } catch (error) {
-        errors.push(error);
+        errors.push(closeFailure(name, error));
       }
     }
     this.#bridge?.close();
@@ -624,6 +626,19 @@ const STATE_PRECEDENCE: readonly ModelState[] = [
   "unloaded",
   "loaded",
 ];
+
+/**
+ * What a model's failed close is reported as: named, so that a shutdown log can say which model
+ * failed; a timeout already is.
+ */
+function closeFailure(name: string, error: unknown): unknown {
+  if (hasErrorCode(error, "ERR_CLOSE_TIMEOUT")) return error;
+  return new ModelkitError(
+    "ERR_MODEL_CLOSE_FAILED",
+    `model "${name}" failed to close: ${describeThrown(error).message}`,
+    { modelName: name, cause: error },
+  );
+}
 
 /** `work`, or `ERR_CLOSE_TIMEOUT` once `timeoutMs` passed first (no bound when undefined). */
 function withinTimeout(

@@ -64,6 +64,58 @@ t.test("close() runs _close once per model, dependents before dependencies", asy
   t.equal(lib.state, "closed");
 });
 
+t.test(
+  "close() rejects naming each model whose close throws; the others still close",
+  async (t) => {
+    const gone = new Error("the disk went away");
+    class Echo extends Model<number, number> {
+      static override configurations: Record<string, object> = {};
+      protected override _predict(item: number): number {
+        return item;
+      }
+    }
+    class Fails extends Echo {
+      static override configurations = { fails: {}, fails_too: {} };
+      protected override _close(): void {
+        throw gone;
+      }
+    }
+    let echoClosed = false;
+    class Closes extends Echo {
+      static override configurations = { closes: {} };
+      protected override _close(): void {
+        echoClosed = true;
+      }
+    }
+    const one = new ModelLibrary({ models: [Fails, Closes], requiredModels: ["fails", "closes"] });
+    await one.load();
+    const error = await one.close().catch((thrown: unknown) => thrown);
+    t.match(error, {
+      code: "ERR_MODEL_CLOSE_FAILED",
+      modelName: "fails",
+      message: 'model "fails" failed to close: the disk went away',
+    });
+    t.equal((error as Error).cause, gone, "what the model threw is the cause");
+    t.ok(echoClosed, "the other model still closed");
+    t.equal(one.state, "closed");
+
+    const two = new ModelLibrary({ models: [Fails], requiredModels: ["fails", "fails_too"] });
+    await two.load();
+    const both = await two.close().catch((thrown: unknown) => thrown);
+    t.type(both, AggregateError);
+    t.same(
+      (both as AggregateError).errors.map((e: { code: string; modelName: string }) => [
+        e.code,
+        e.modelName,
+      ]),
+      [
+        ["ERR_MODEL_CLOSE_FAILED", "fails_too"],
+        ["ERR_MODEL_CLOSE_FAILED", "fails"],
+      ],
+    );
+  },
+);
+
 t.test("independent async loads run concurrently", async (t) => {
   const lib = library({ requiredModels: ["slow_a", "slow_b"] });
   t.teardown(() => lib.close());
