@@ -416,54 +416,45 @@ t.test(
   },
 );
 
-t.test("items that waited for a slot wait for the crowd the ending batch answered", async (t) => {
-  // Over HTTP the clients of a batch send their next requests a few turns after their answers:
-  // sending the few items that waited for the slot at once would split the clients into two
-  // half batches, each waiting for the other's run, turn after turn.
-  const lib = library({ requiredModels: ["batched_echo_big"] });
-  t.teardown(() => lib.close());
-  await lib.load();
-  const crowd = lib.predictBatch<Echo>("batched_echo_big", [{ id: 0, hold: true }, ...ids(2, 1)]);
-  await waitFor("the crowd's batch to start", () => held.length === 1);
-  const waiting = lib.predict<Echo>("batched_echo_big", { id: 10 });
-  // Longer than maxDelayMs (2 ms): the item has waited out its delay by the time the slot frees.
-  await sleep(10);
-  held.shift()?.();
-  t.equal((await crowd).length, 3);
-  await new Promise(setImmediate); // the crowd's next requests come a turn later
-  const back = lib.predictBatch<Echo>("batched_echo_big", ids(3, 20));
-  t.same(await waiting, { id: 10, double: 20 });
-  t.equal((await back).length, 3);
-  t.same(sizes("batched_echo_big"), [3, 4], "the one that waited went with the crowd");
-});
-
-t.test(
-  "a crowd whose answers take longer than maxDelayMs to write still meets the one that waited",
-  async (t) => {
-    // Writing a crowd of HTTP answers can take the whole turn, longer than maxDelayMs on a busy
-    // core, and the crowd's next requests come in a later turn: the delay after the slot frees
-    // counts from the end of the answering turn, not from its start.
+// Over HTTP the clients of a batch send their next requests a few turns after their answers:
+// sending the few items that waited for the slot at once would split the clients into two half
+// batches, each waiting for the other's run, turn after turn. Writing a crowd of answers can
+// itself take longer than maxDelayMs on a busy core: the delay after the slot frees counts from
+// the end of the turn that answered the crowd, not from its start.
+for (const [what, writingMs, comeBack] of [
+  ["items that waited for a slot wait for the crowd the ending batch answered", 0, "a turn"],
+  [
+    "a crowd whose answers take 5x maxDelayMs to write still meets the one that waited",
+    10,
+    "a poll",
+  ],
+] as const) {
+  t.test(what, async (t) => {
     const lib = library({ requiredModels: ["batched_echo_big"] });
     t.teardown(() => lib.close());
     await lib.load();
     const crowd = lib.predictBatch<Echo>("batched_echo_big", [{ id: 0, hold: true }, ...ids(2, 1)]);
     await waitFor("the crowd's batch to start", () => held.length === 1);
     const waiting = lib.predict<Echo>("batched_echo_big", { id: 10 });
+    // Longer than maxDelayMs (2 ms): the item has waited out its delay by the time the slot frees.
     await sleep(10);
     const answered = crowd.then((results) => {
-      const until = performance.now() + 10; // writing the answers: 5x maxDelayMs
-      while (performance.now() < until) {}
+      const written = performance.now() + writingMs;
+      while (performance.now() < written) {
+        // writing the answers
+      }
       return results;
     });
     held.shift()?.();
     t.equal((await answered).length, 3);
-    await sleep(1); // the crowd's next requests come after the loop's next poll
+    // The crowd's next requests come a turn later, or after the loop's next poll.
+    await (comeBack === "a turn" ? new Promise(setImmediate) : sleep(1));
     const back = lib.predictBatch<Echo>("batched_echo_big", ids(3, 20));
     t.same(await waiting, { id: 10, double: 20 });
     t.equal((await back).length, 3);
     t.same(sizes("batched_echo_big"), [3, 4], "the one that waited went with the crowd");
-  },
-);
+  });
+}
 
 for (const [what, configuration, limit] of [
   ["threads: 2 lets 2 batches run at once", { threads: 2 }, 2],
