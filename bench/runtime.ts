@@ -282,8 +282,8 @@ const TEXT_MODELS = ["tokenizer", "sentiment", "fingerprint", "analyze", "dedup"
 
 /**
  * The example service (`modelkit-ts serve`, as `npm start` runs it) after a mixed load: with
- * every example model, and with the text models only (`spam` adds onnxruntime and its two
- * threads, each with a session).
+ * every example model, and with the text models only (`spam` adds onnxruntime and its
+ * thread, with a session).
  */
 async function examples(): Promise<void> {
   const seconds = quick ? 15 : 60;

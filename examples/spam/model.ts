@@ -1,7 +1,7 @@
 /**
  * `spam`: is an email spam? A small neural network trained on the SpamAssassin corpus at build
- * time (build.ts), served by onnxruntime-node through `OnnxModel`, with dynamic batching and two
- * pool threads. See examples/spam/README.md.
+ * time (build.ts), served by onnxruntime-node through `OnnxModel`, with dynamic batching on a
+ * thread of its own. See examples/spam/README.md.
  */
 import { fileURLToPath } from "node:url";
 import type { ModelConfiguration } from "modelkit-ts";
@@ -49,7 +49,7 @@ export class Spam extends OnnxModel<Email, SpamResult> {
     spam: {
       asset: ASSET,
       batching: { maxBatchSize: 64, maxDelayMs: 2 },
-      threads: 2,
+      threads: 1,
     },
   };
   static override itemSchema = SpamItem;

@@ -1,4 +1,5 @@
-import { readFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { InferenceSession, Tensor } from "onnxruntime-node";
 import { ModelkitError } from "../errors.js";
@@ -122,16 +123,20 @@ export abstract class OnnxModel<TItem = unknown, TReturn = unknown> extends Asyn
     const file = this.onnxFile();
     const options = this.#sessionOptions();
     const ort = await onnxRuntime(this.configurationKey);
-    const bytes = await readFile(file).catch((error: unknown) => {
+    await checkReadable(file).catch((error: unknown) => {
       throw this.#loadFailed(file, describeReadError(error), error);
     });
-    const session = await ort.InferenceSession.create(bytes, options).catch((error: unknown) => {
-      throw this.#loadFailed(
-        file,
-        `not a model onnxruntime can load: ${(error as Error).message}`,
-        error,
-      );
-    });
+    // onnxruntime reads the file itself: read here, the model's bytes would also sit in this
+    // thread's heap (a copy per session) until a garbage collection frees them.
+    const session = await ort.InferenceSession.create(resolve(file), options).catch(
+      (error: unknown) => {
+        throw this.#loadFailed(
+          file,
+          `not a model onnxruntime can load: ${(error as Error).message}`,
+          error,
+        );
+      },
+    );
     try {
       checkInputs(this.configurationKey, file, session.inputMetadata, this._toTensors([]));
     } catch (error) {
@@ -190,6 +195,18 @@ export abstract class OnnxModel<TItem = unknown, TReturn = unknown> extends Asyn
       `${this.configurationKey}: cannot load the ONNX model ${file}: ${why}`,
       { modelName: this.configurationKey, cause },
     );
+  }
+}
+
+/** Throws the error reading `file` would throw: missing, unreadable, or a directory. */
+async function checkReadable(file: string): Promise<void> {
+  const handle = await open(file, "r");
+  try {
+    if ((await handle.stat()).isDirectory()) {
+      throw Object.assign(new Error(`EISDIR: ${file} is a directory`), { code: "EISDIR" });
+    }
+  } finally {
+    await handle.close();
   }
 }
 

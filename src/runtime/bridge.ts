@@ -1,4 +1,4 @@
-import { startWorkerThread } from "synckit";
+import { createRequire } from "node:module";
 import { ModelkitError } from "../errors.js";
 import type { PredictOptions } from "../model/types.js";
 import {
@@ -17,6 +17,14 @@ import { crossingError, type Envelope, unwrap } from "./wire.js";
 
 /** The compiled worker: synckit runs JavaScript, not TypeScript. */
 const WORKER_PATH = new URL("../threads/bridge-thread.js", import.meta.url).pathname;
+
+/**
+ * synckit, required on the first start of a worker rather than imported with this module: a
+ * server never starts one, and every model thread imports the library without needing it.
+ * Its CommonJS build, since a worker starts inside a synchronous call.
+ */
+const require = createRequire(import.meta.url);
+const synckit = (): typeof import("synckit") => require("synckit");
 
 /** How long a call may wait for the worker to load its models. */
 const LOAD_TIMEOUT_MS = 120_000;
@@ -144,7 +152,7 @@ export class SynckitBridge implements SyncCaller {
   }
 
   #spawn(name: string): BridgeWorker {
-    const call = startWorkerThread<SyncCall>(WORKER_PATH, {
+    const call = synckit().startWorkerThread<SyncCall>(WORKER_PATH, {
       timeout: this.#backstopMs,
       execArgv: this.#execArgv,
     });

@@ -88,6 +88,7 @@ t.test("a file: URL names the file too", async (t) => {
 
 const loadFailures = [
   { what: "a missing file", file: MISSING, message: /missing\.onnx: no such file/ },
+  { what: "a directory", file: dir, message: /: a directory, not a file$/ },
   {
     what: "a corrupt file",
     file: CORRUPT,

@@ -9,7 +9,7 @@ import {
   type ThreadEvent,
 } from "modelkit-ts";
 import t from "tap";
-import type { Report } from "../../dist/test/fixtures/thread-models.js";
+import { loadedPackages, type Report } from "../../dist/test/fixtures/thread-models.js";
 import { watch } from "../../dist/test/helpers/wait.js";
 
 const FIXTURES = fileURLToPath(
@@ -27,6 +27,7 @@ const lib = new ModelLibrary({
     "cpu-anything",
     "caller",
     "cpu-added",
+    "thread-packages",
   ],
   // A configuration the library adds: its threads rebuild it too.
   configuration: { "cpu-added": { model: "cpu", threads: 1 } },
@@ -75,6 +76,19 @@ t.test("pool threads yield the CPU to the event loop: nice +5", async (t) => {
   // cpu (2), cpu-batch (2), cpu-async, cpu-anything and cpu-added (1 each) are loaded.
   t.ok(nices.filter((nice) => nice === Math.min(19, own + 5)).length >= 7, `nices ${nices}`);
   t.ok(nices.includes(own), "the event loop keeps its priority");
+});
+
+t.test("a model's thread loads no package its models do not use", async (t) => {
+  const packages = await lib.predict<string[]>("thread-packages", {});
+  // The library's own CommonJS dependency (asset locks): the list is read where it should be.
+  t.ok(packages.includes("proper-lockfile"), `loaded: ${packages}`);
+  t.notOk(packages.includes("ioredis"), "no Redis client without a Redis cache");
+  t.notOk(packages.includes("synckit"), "no synckit where no sync model is called directly");
+  t.notOk(loadedPackages().includes("ioredis"), "nor on the main thread");
+
+  const direct = lib.get<DependencyModel>("caller").predict({ kind: "direct" });
+  t.same(direct, { answer: "remote:direct:worker", main: true });
+  t.ok(loadedPackages().includes("synckit"), "synckit once a sync model calls its worker");
 });
 
 t.test("items are validated before they cross, answers after they come back", async (t) => {
