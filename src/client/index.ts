@@ -139,7 +139,13 @@ export function createClient<M>(baseUrl: string, options: ClientOptions = {}): M
     const body = JSON.stringify(value);
     if (body === undefined) throw new TypeError(`${name}: the item has no JSON form`);
     try {
-      return await postJson(target, body, traceHeaders(callOptions, sent), policy, callOptions.signal);
+      return await postJson(
+        target,
+        body,
+        traceHeaders(callOptions, sent),
+        policy,
+        callOptions.signal,
+      );
     } catch (error) {
       throw error instanceof RemoteError ? new ClientError(error) : error;
     }

@@ -118,9 +118,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   /** A success answer past its bound is unusable; an error answer keeps its status. */
   #overLimit(reason: string): void {
-    this.#settle(
-      this.#status < 300 ? { kind: "unusable", reason } : this.#errorAnswer(undefined),
-    );
+    this.#settle(this.#status < 300 ? { kind: "unusable", reason } : this.#errorAnswer(undefined));
   }
 
   #errorAnswer(parsed: unknown): Failure {

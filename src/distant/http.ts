@@ -47,7 +47,13 @@ const DEADLINE = Symbol("deadline");
 
 // Headers each call sets itself, for its body and its trace: a caller's own of the same name
 // (in any case) is left out rather than sent twice.
-const CALL_HEADERS = new Set(["content-type", "accept", "x-request-id", "traceparent", "tracestate"]);
+const CALL_HEADERS = new Set([
+  "content-type",
+  "accept",
+  "x-request-id",
+  "traceparent",
+  "tracestate",
+]);
 
 /**
  * The headers every call of one caller sends, as the flat list undici takes: the caller's

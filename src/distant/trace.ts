@@ -85,7 +85,8 @@ export function traceHeaders(
   if (traceparent !== undefined && isTraceparent(traceparent)) {
     list.push("traceparent", traceparent);
     const tracestate = trace?.tracestate;
-    if (tracestate !== undefined && TRACESTATE.test(tracestate)) list.push("tracestate", tracestate);
+    if (tracestate !== undefined && TRACESTATE.test(tracestate))
+      list.push("tracestate", tracestate);
   } else {
     // The spec: a tracestate without a valid traceparent is dropped.
     list.push("traceparent", `00-${traceIdOf(saneId)}-${randomHex(8)}-01`);
