@@ -111,8 +111,8 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
 
   /**
    * A chunk of one goes to `endpoint`, a larger one to `batchEndpoint` in one request when
-   * there is one, else one request per item (the first failure aborts the others). Not an
-   * async function: a single prediction, the common call, costs no promise beyond its request's.
+   * there is one, else one request per item. Not an async function: on the common path, a
+   * single prediction, the request's promise is only mapped to a list of one.
    */
   protected override _predictBatch(items: TItem[], context: PredictContext): Promise<TReturn[]> {
     const headers = traceHeaders(context.trace, this.#headers);
@@ -127,6 +127,7 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
     return this.#eachAlone(items, headers, context.signal);
   }
 
+  /** One request per item, concurrently; the first failure aborts the others. */
   async #eachAlone(
     items: TItem[],
     headers: string[],
