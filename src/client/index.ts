@@ -4,7 +4,13 @@
  * through undici.
  */
 import { RemoteError, type RemoteProblem } from "../distant/errors.js";
-import { type CallPolicy, MAX_TIMEOUT_MS, postJson, type Target } from "../distant/http.js";
+import {
+  type CallPolicy,
+  constantHeaders,
+  MAX_TIMEOUT_MS,
+  postJson,
+  type Target,
+} from "../distant/http.js";
 import { acquirePool, type PoolLease } from "../distant/pools.js";
 import { traceHeaders } from "../distant/trace.js";
 import type { ValidationIssue } from "../errors.js";
@@ -13,7 +19,7 @@ import type { ModelCatalog, ModelName } from "./types.js";
 export type { ItemOf, ModelCatalog, ModelName, ResultOf } from "./types.js";
 
 export interface ClientOptions {
-  /** Sent with every call (an API key, a tenant). */
+  /** Sent with every call (an API key, a tenant); the trace headers come from `CallOptions`. */
   headers?: Record<string, string>;
   /** Budget of one call, retries included. Default 30 s. */
   timeoutMs?: number;
@@ -124,6 +130,7 @@ export function createClient<M>(baseUrl: string, options: ClientOptions = {}): M
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
   };
+  const sent = constantHeaders(options.headers);
   let lease: PoolLease | undefined;
   const call = async (route: string, name: string, value: unknown, callOptions: CallOptions) => {
     lease ??= acquirePool(url.origin, options.connections ?? DEFAULT_CONNECTIONS);
@@ -131,9 +138,14 @@ export function createClient<M>(baseUrl: string, options: ClientOptions = {}): M
     const target: Target = { dispatcher: lease.pool, path, endpoint: `${url.origin}${path}` };
     const body = JSON.stringify(value);
     if (body === undefined) throw new TypeError(`${name}: the item has no JSON form`);
-    const headers = { ...options.headers, ...traceHeaders(callOptions) };
     try {
-      return await postJson(target, body, headers, policy, callOptions.signal);
+      return await postJson(
+        target,
+        body,
+        traceHeaders(callOptions, sent),
+        policy,
+        callOptions.signal,
+      );
     } catch (error) {
       throw error instanceof RemoteError ? new ClientError(error) : error;
     }

@@ -4,7 +4,14 @@ import { AsyncModel } from "../model/async-model.js";
 import type { ModelDescription, ModelOptions, PredictContext } from "../model/types.js";
 import { CircuitBreaker } from "./breaker.js";
 import { publishDistantEvent } from "./events.js";
-import { type CallPolicy, MAX_TIMEOUT_MS, messageOf, postJson, type Target } from "./http.js";
+import {
+  type CallPolicy,
+  constantHeaders,
+  MAX_TIMEOUT_MS,
+  messageOf,
+  postJson,
+  type Target,
+} from "./http.js";
 import { acquirePool, type PoolLease } from "./pools.js";
 import {
   DEFAULT_DISTANT_TIMEOUT_MS,
@@ -47,6 +54,8 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
 > {
   readonly #settings: DistantSettings;
   readonly #policy: CallPolicy;
+  /** `headers` and the content headers, as every call sends them before its trace headers. */
+  readonly #headers: string[];
   readonly #leases: PoolLease[] = [];
   #single: Target | undefined;
   #batch: Target | undefined;
@@ -56,6 +65,7 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
     const name = this.configurationKey;
     const settings = distantSettingsOf(name, this.modelSettings);
     this.#settings = settings;
+    this.#headers = constantHeaders(settings.headers);
     const breakerSettings = settings.circuitBreaker;
     const endpoint = targetOf(settings.endpoint, settings.params).endpoint;
     this.#policy = {
@@ -101,30 +111,39 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
 
   /**
    * A chunk of one goes to `endpoint`, a larger one to `batchEndpoint` in one request when
-   * there is one, else one request per item (the first failure aborts the others).
+   * there is one, else one request per item. Not an async function: on the common path, a
+   * single prediction, the request's promise is only mapped to a list of one.
    */
-  protected override async _predictBatch(
-    items: TItem[],
-    context: PredictContext,
-  ): Promise<TReturn[]> {
-    const trace = traceHeaders(context.trace);
-    const single = this.#single as Target;
-    if (items.length === 1)
-      return [(await this.#post(single, items[0], trace, context.signal)) as TReturn];
-    if (this.#batch !== undefined) {
-      return (await this.#post(this.#batch, items, trace, context.signal)) as TReturn[];
+  protected override _predictBatch(items: TItem[], context: PredictContext): Promise<TReturn[]> {
+    const headers = traceHeaders(context.trace, this.#headers);
+    if (items.length === 1) {
+      return this.#post(this.#single as Target, items[0], headers, context.signal).then(
+        inArray,
+      ) as Promise<TReturn[]>;
     }
+    if (this.#batch !== undefined) {
+      return this.#post(this.#batch, items, headers, context.signal) as Promise<TReturn[]>;
+    }
+    return this.#eachAlone(items, headers, context.signal);
+  }
+
+  /** One request per item, concurrently; the first failure aborts the others. */
+  async #eachAlone(
+    items: TItem[],
+    headers: string[],
+    outer: AbortSignal | undefined,
+  ): Promise<TReturn[]> {
+    const single = this.#single as Target;
     const controller = new AbortController();
     // One listener per item's call, by design: not the leak Node warns of past ten.
     setMaxListeners(items.length + 1, controller.signal);
-    const outer = context.signal;
     const onAbort = () => controller.abort(outer?.reason);
     if (outer?.aborted) onAbort();
     else outer?.addEventListener("abort", onAbort, { once: true });
     try {
       return (await Promise.all(
         items.map((item) =>
-          this.#post(single, item, trace, controller.signal).catch((error: unknown) => {
+          this.#post(single, item, headers, controller.signal).catch((error: unknown) => {
             controller.abort(error);
             throw error;
           }),
@@ -135,14 +154,20 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
     }
   }
 
+  /** The call of one request; an item JSON cannot carry is a rejection, like any failure. */
   #post(
     target: Target,
     value: unknown,
-    trace: Record<string, string>,
+    headers: string[],
     signal: AbortSignal | undefined,
   ): Promise<unknown> {
-    const headers = { ...this.#settings.headers, ...trace };
-    return postJson(target, this.#json(value), headers, this.#policy, signal);
+    let body: string;
+    try {
+      body = this.#json(value);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return postJson(target, body, headers, this.#policy, signal);
   }
 
   /** The JSON text of what is sent; a value JSON cannot carry is the caller's item error. */
@@ -184,6 +209,10 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
     description.modelSettings = settings;
     return description;
   }
+}
+
+function inArray(value: unknown): unknown[] {
+  return [value];
 }
 
 /** The configuration's `timeoutMs` when it sets a usable one (0 means none), else the default. */

@@ -1,15 +1,8 @@
-import { EventEmitter } from "node:events";
 import type { Dispatcher } from "undici";
+import { Attempt, type Failure, type Outcome } from "./attempt.js";
 import type { CircuitBreaker } from "./breaker.js";
-import {
-  describeProblem,
-  RemoteError,
-  type RemoteErrorCode,
-  type RemoteProblem,
-  remoteProblemOf,
-} from "./errors.js";
+import { describeProblem, RemoteError, type RemoteErrorCode } from "./errors.js";
 import { publishDistantEvent } from "./events.js";
-import { discard, isJsonType, parseJson, readBounded, UnusableAnswer } from "./response.js";
 
 /**
  * One JSON POST to a remote service, as distant models and the client make it: attempts within
@@ -47,96 +40,69 @@ const RETRIED_STATUSES = new Set([502, 503, 504]);
 // together do not come back together.
 const BACKOFF_BASE_MS = 50;
 const BACKOFF_CAP_MS = 2000;
-/** An error answer is read for its problem, no further. */
-const MAX_ERROR_BODY_BYTES = 64 * 1024;
-
 const ACCEPT = "application/json, application/problem+json";
 
-/** The reason the call's own deadline aborts its signal with. */
+/** The reason the call's own deadline aborts it with. */
 const DEADLINE = Symbol("deadline");
 
+// Headers each call sets itself, for its body and its trace: a caller's own of the same name
+// (in any case) is left out rather than sent twice.
+const CALL_HEADERS = new Set([
+  "content-type",
+  "accept",
+  "x-request-id",
+  "traceparent",
+  "tracestate",
+]);
+
 /**
- * What aborts one call's requests and waits: its deadline, or its caller's signal. An
- * EventEmitter, which undici accepts as a signal, rather than an AbortController: one of those
- * per call, with the EventTarget listeners undici and this code add to it, was the largest cost
- * of a call beside the bare request in a CPU profile.
+ * The headers every call of one caller sends, as the flat list undici takes: the caller's
+ * `headers` and the content headers, built once, so that a call only appends its trace headers
+ * to a copy (`traceHeaders`).
  */
-class CallSignal extends EventEmitter {
-  aborted = false;
-  reason: unknown;
-
-  abort(reason: unknown): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.reason = reason;
-    this.emit("abort");
+export function constantHeaders(headers: Readonly<Record<string, string>> = {}): string[] {
+  const list: string[] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (!CALL_HEADERS.has(name.toLowerCase())) list.push(name, value);
   }
+  list.push("content-type", "application/json", "accept", ACCEPT);
+  return list;
 }
-
-/** How an attempt failed: an error answer, an unusable answer, or no answer. */
-type Failure =
-  | { kind: "answer"; problem: RemoteProblem; retryAfterMs: number | undefined }
-  | { kind: "unusable"; reason: string }
-  | { kind: "unreachable"; cause: unknown };
-
-type Outcome = { kind: "value"; value: unknown } | Failure;
 
 /**
  * POSTs `body` (JSON text) to `target` and returns the parsed JSON answer of a 2xx. Throws a
- * `RemoteError`, or the reason of `signal` when the caller gave up first. `headers` is the
- * call's own object: the content headers are added to it.
+ * `RemoteError`, or the reason of `signal` when the caller gave up first. `headers` is the flat
+ * list of the call's headers: `constantHeaders` and its own.
  */
 export async function postJson(
   target: Target,
   body: string,
-  headers: Record<string, string>,
+  headers: string[],
   policy: CallPolicy,
   signal?: AbortSignal,
 ): Promise<unknown> {
   if (signal?.aborted) throw signal.reason;
-  const started = performance.now();
-  const call = new CallSignal();
-  const timer = setTimeout(() => call.abort(DEADLINE), policy.timeoutMs);
-  const onAbort = () => call.abort(signal?.reason);
-  signal?.addEventListener("abort", onAbort, { once: true });
-  const fail = (code: RemoteErrorCode, message: string, attempts: number, extra = {}) =>
-    new RemoteError(code, `${policy.modelName ?? target.endpoint}: ${message}`, {
-      modelName: policy.modelName,
-      endpoint: target.endpoint,
-      attempts,
-      ...extra,
-    });
-  headers["content-type"] = "application/json";
-  headers.accept = ACCEPT;
-  const request: Dispatcher.RequestOptions = {
-    path: target.path,
-    method: "POST",
-    headers,
-    body,
-    signal: call,
-  };
+  const call = new Call(target, policy, signal);
+  const request: Dispatcher.DispatchOptions = { path: target.path, method: "POST", headers, body };
   const { breaker } = policy;
   let last: Failure | undefined;
   try {
-    for (let attempt = 1; ; attempt++) {
+    for (let attempts = 1; ; attempts++) {
       if (breaker !== undefined && !breaker.admit()) {
         // Mid-call, the last failure says more than "circuit open".
-        if (last !== undefined) throw finalError(last, attempt - 1);
-        throw fail(
+        if (last !== undefined) throw call.finalError(last, attempts - 1);
+        throw call.error(
           "ERR_CIRCUIT_OPEN",
           `the remote is failing: calls fail fast for ${Math.ceil(breaker.retryInMs())} ms more, then one probe goes`,
           0,
         );
       }
-      let outcome: Outcome;
-      try {
-        outcome = await attemptOnce(target.dispatcher, request, call, policy.maxResponseBytes);
-      } catch (error) {
-        if (!call.aborted) throw error;
+      const outcome = await call.attempt(request);
+      if (outcome.kind === "aborted") {
         breaker?.released();
         if (call.reason !== DEADLINE) throw call.reason;
         breaker?.failed();
-        throw timedOut(attempt, last);
+        throw call.timedOut(attempts, last);
       }
       if (outcome.kind === "value") {
         breaker?.succeeded();
@@ -150,66 +116,147 @@ export async function postJson(
       const retryable =
         outcome.kind === "unreachable" ||
         (outcome.kind === "answer" && RETRIED_STATUSES.has(outcome.problem.status));
-      if (!retryable || attempt > policy.retries) throw finalError(outcome, attempt);
+      if (!retryable || attempts > policy.retries) throw call.finalError(outcome, attempts);
       const retryAfterMs = outcome.kind === "answer" ? outcome.retryAfterMs : undefined;
       const delayMs =
         retryAfterMs ??
-        Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1));
-      const left = started + policy.timeoutMs - performance.now();
+        Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (attempts - 1));
+      const left = call.started + policy.timeoutMs - performance.now();
       if (delayMs >= left) {
-        const wait =
+        const note =
           retryAfterMs === undefined
             ? ""
             : ` (Retry-After ${Math.ceil(retryAfterMs / 1000)} s is past the ${Math.round(left)} ms left)`;
-        throw finalError(outcome, attempt, wait);
+        throw call.finalError(outcome, attempts, note);
       }
       publishDistantEvent(() => ({
         type: "retry",
         model: policy.modelName ?? "",
         endpoint: target.endpoint,
-        attempt: attempt + 1,
+        attempt: attempts + 1,
         delayMs,
         reason: status === undefined ? "unreachable" : String(status),
       }));
-      if (!(await wait(delayMs, call))) {
+      if (!(await call.wait(delayMs))) {
         if (call.reason !== DEADLINE) throw call.reason;
-        throw timedOut(attempt, last);
+        throw call.timedOut(attempts, last);
       }
     }
   } finally {
-    clearTimeout(timer);
-    signal?.removeEventListener("abort", onAbort);
+    call.end();
+  }
+}
+
+/** What a call is doing now, stopped when the call aborts. */
+interface Step {
+  abort(): void;
+}
+
+/**
+ * One call: what aborts its attempts and waits (its deadline, its caller's signal), and the
+ * errors it ends with. It stops its current step itself rather than through an AbortSignal or
+ * an emitter handed to undici, whose listeners cost more per call than this little work. It is
+ * its own listener on the caller's signal, so that a call makes no closures.
+ */
+class Call {
+  readonly started = performance.now();
+  aborted = false;
+  reason: unknown;
+  readonly #target: Target;
+  readonly #policy: CallPolicy;
+  readonly #signal: AbortSignal | undefined;
+  readonly #timer: NodeJS.Timeout;
+  /** The attempt in flight, or the wait before the next one. */
+  #step: Step | undefined;
+
+  constructor(target: Target, policy: CallPolicy, signal: AbortSignal | undefined) {
+    this.#target = target;
+    this.#policy = policy;
+    this.#signal = signal;
+    this.#timer = setTimeout(expire, policy.timeoutMs, this);
+    signal?.addEventListener("abort", this, { once: true });
   }
 
-  function timedOut(attempts: number, previous: Failure | undefined): RemoteError {
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    this.abort(this.#signal?.reason);
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.#step?.abort();
+  }
+
+  end(): void {
+    clearTimeout(this.#timer);
+    this.#signal?.removeEventListener("abort", this);
+  }
+
+  /** One attempt of `request`; `aborted` at once when the call already is. */
+  attempt(request: Dispatcher.DispatchOptions): Promise<Outcome> {
+    const attempt = new Attempt(this.#policy.maxResponseBytes);
+    this.#step = attempt;
+    if (this.aborted) attempt.abort();
+    else this.#target.dispatcher.dispatch(request, attempt);
+    return attempt.outcome;
+  }
+
+  /** True after `ms`, false as soon as the call aborts. */
+  wait(ms: number): Promise<boolean> {
+    if (this.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms, true);
+      this.#step = {
+        abort() {
+          clearTimeout(timer);
+          resolve(false);
+        },
+      };
+    });
+  }
+
+  error(code: RemoteErrorCode, message: string, attempts: number, extra = {}): RemoteError {
+    const { modelName } = this.#policy;
+    const { endpoint } = this.#target;
+    return new RemoteError(code, `${modelName ?? endpoint}: ${message}`, {
+      modelName,
+      endpoint,
+      attempts,
+      ...extra,
+    });
+  }
+
+  timedOut(attempts: number, previous: Failure | undefined): RemoteError {
     const remote = previous?.kind === "answer" ? previous.problem : undefined;
-    return fail(
+    return this.error(
       "ERR_REMOTE_TIMEOUT",
-      `the remote did not answer within ${policy.timeoutMs} ms (${plural(attempts, "attempt")})`,
+      `the remote did not answer within ${this.#policy.timeoutMs} ms (${plural(attempts, "attempt")})`,
       attempts,
       { remote },
     );
   }
 
-  function finalError(outcome: Failure, attempts: number, note = ""): RemoteError {
+  finalError(outcome: Failure, attempts: number, note = ""): RemoteError {
     const tries = attempts > 1 ? ` after ${plural(attempts, "attempt")}` : "";
     switch (outcome.kind) {
       case "answer":
-        return fail(
+        return this.error(
           "ERR_REMOTE_ERROR",
           `the remote answered ${describeProblem(outcome.problem)}${tries}${note}`,
           attempts,
           { remote: outcome.problem },
         );
       case "unreachable":
-        return fail(
+        return this.error(
           "ERR_REMOTE_UNREACHABLE",
           `the remote is unreachable${tries}: ${messageOf(outcome.cause)}`,
           attempts,
           { cause: outcome.cause },
         );
       case "unusable":
-        return fail(
+        return this.error(
           "ERR_REMOTE_BAD_RESPONSE",
           `the remote's answer is unusable: ${outcome.reason}`,
           attempts,
@@ -218,78 +265,8 @@ export async function postJson(
   }
 }
 
-/** True after `ms`, false as soon as `call` aborts. */
-function wait(ms: number, call: CallSignal): Promise<boolean> {
-  if (call.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      call.off("abort", onAbort);
-      resolve(true);
-    }, ms);
-    call.once("abort", onAbort);
-  });
-}
-
-/** One request and its answer, read within bounds. Throws only when `call` aborted it. */
-async function attemptOnce(
-  dispatcher: Dispatcher,
-  request: Dispatcher.RequestOptions,
-  call: CallSignal,
-  maxResponseBytes: number,
-): Promise<Outcome> {
-  let response: Dispatcher.ResponseData;
-  try {
-    response = await dispatcher.request(request);
-  } catch (error) {
-    if (call.aborted) throw error;
-    return { kind: "unreachable", cause: error };
-  }
-  const { statusCode, headers, body } = response;
-  try {
-    if (statusCode >= 200 && statusCode < 300) {
-      if (!isJsonType(headers)) {
-        discard(body);
-        const type = headers["content-type"] ?? "none";
-        return { kind: "unusable", reason: `content type ${String(type)}, not JSON` };
-      }
-      return {
-        kind: "value",
-        value: parseJson(await readBounded(body, headers, maxResponseBytes)),
-      };
-    }
-    let parsed: unknown;
-    if (isJsonType(headers)) {
-      try {
-        parsed = parseJson(await readBounded(body, headers, MAX_ERROR_BODY_BYTES));
-      } catch (error) {
-        if (!(error instanceof UnusableAnswer)) throw error;
-      }
-    } else {
-      discard(body);
-    }
-    return {
-      kind: "answer",
-      problem: remoteProblemOf(statusCode, parsed),
-      retryAfterMs: retryAfterMsOf(headers["retry-after"]),
-    };
-  } catch (error) {
-    if (call.aborted) throw error;
-    if (error instanceof UnusableAnswer) return { kind: "unusable", reason: error.message };
-    // The connection broke while the answer was read.
-    return { kind: "unreachable", cause: error };
-  }
-}
-
-/** `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP date, in milliseconds. */
-function retryAfterMsOf(value: string | string[] | undefined): number | undefined {
-  if (typeof value !== "string") return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+function expire(call: Call): void {
+  call.abort(DEADLINE);
 }
 
 /** "ECONNREFUSED connect ECONNREFUSED 127.0.0.1:9" from any thrown value, even one whose properties throw. */

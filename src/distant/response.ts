@@ -1,6 +1,5 @@
 import type { IncomingHttpHeaders } from "node:http";
 import secureJsonParse from "secure-json-parse";
-import type { Dispatcher } from "undici";
 
 /**
  * Reading what a remote answered, within bounds: a remote that sends gigabytes, sends forever,
@@ -16,8 +15,6 @@ export class UnusableAnswer extends Error {
 /** Deepest nesting of arrays and objects accepted in an answer. */
 const MAX_JSON_DEPTH = 128;
 
-type Body = Dispatcher.ResponseData["body"];
-
 // application/json and every `+json` type (application/problem+json among them), parameters
 // allowed: one test, no allocation.
 const JSON_TYPE = /^\s*application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i;
@@ -27,51 +24,12 @@ export function isJsonType(headers: IncomingHttpHeaders): boolean {
   return typeof value === "string" && JSON_TYPE.test(value);
 }
 
-/**
- * Drops an answer's body unread, closing its connection. Destroyed unread, undici's body emits
- * an "aborted" error; it is expected here, so it is listened to rather than left uncaught.
- */
-export function discard(body: Body): void {
-  body.on("error", ignore);
-  body.destroy();
-}
-
-function ignore(): void {}
-
-/**
- * The body as text, refused past `limit` bytes without reading the rest (the stream is
- * destroyed, which closes that connection). A declared length within the limit is read whole:
- * the HTTP parser never delivers more than it.
- */
-export function readBounded(
-  body: Body,
-  headers: IncomingHttpHeaders,
-  limit: number,
-): Promise<string> {
-  const length = headers["content-length"];
-  const declared = length === undefined ? Number.NaN : Number(length);
-  if (declared <= limit) return body.text();
-  if (declared > limit) {
-    discard(body);
-    return Promise.reject(
-      new UnusableAnswer(`the answer declares ${declared} bytes, over the ${limit} allowed`),
-    );
-  }
-  return readCounting(body, limit);
-}
-
-async function readCounting(body: Body, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) {
-      discard(body);
-      throw new UnusableAnswer(`the answer is over the ${limit} bytes allowed`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size).toString("utf8");
+/** The UTF-8 text of an answer's chunks (`size` bytes in all), without a byte order mark. */
+export function textOf(chunks: readonly Buffer[], size: number): string {
+  if (chunks.length === 0) return "";
+  const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
+  const bom = bytes.length > 2 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf;
+  return bytes.toString("utf8", bom ? 3 : 0);
 }
 
 /**

@@ -68,23 +68,28 @@ export function traceOfRequest(requestId: string, headers: IncomingHttpHeaders):
 }
 
 /**
- * The headers an outgoing call carries for `trace`: `x-request-id` when it is sane, the
- * request's `traceparent` when valid (with its `tracestate`), else a new `traceparent` (sampled,
- * as a root would be) whose trace id follows the request id.
+ * `headers` (a flat list of names and values) and the headers an outgoing call carries for
+ * `trace`: `x-request-id` when it is sane, the request's `traceparent` when valid (with its
+ * `tracestate`), else a new `traceparent` (sampled, as a root would be) whose trace id follows
+ * the request id. A new list: `headers` is the caller's constant part, shared by its calls.
  */
-export function traceHeaders(trace: TraceContext | undefined): Record<string, string> {
-  const headers: Record<string, string> = {};
+export function traceHeaders(
+  trace: TraceContext | undefined,
+  headers: readonly string[] = [],
+): string[] {
+  const list = headers.slice();
   const requestId = trace?.requestId;
   const saneId = requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : undefined;
-  if (saneId !== undefined) headers["x-request-id"] = saneId;
+  if (saneId !== undefined) list.push("x-request-id", saneId);
   const traceparent = trace?.traceparent;
   if (traceparent !== undefined && isTraceparent(traceparent)) {
-    headers.traceparent = traceparent;
+    list.push("traceparent", traceparent);
     const tracestate = trace?.tracestate;
-    if (tracestate !== undefined && TRACESTATE.test(tracestate)) headers.tracestate = tracestate;
+    if (tracestate !== undefined && TRACESTATE.test(tracestate))
+      list.push("tracestate", tracestate);
   } else {
     // The spec: a tracestate without a valid traceparent is dropped.
-    headers.traceparent = `00-${traceIdOf(saneId)}-${randomHex(8)}-01`;
+    list.push("traceparent", `00-${traceIdOf(saneId)}-${randomHex(8)}-01`);
   }
-  return headers;
+  return list;
 }

@@ -311,7 +311,7 @@ t.test("params go in the query, headers are sent", async (t) => {
   const model = await distant(t, {
     endpoint: `${server.url}?version=1&keep=yes`,
     params: { version: 2, tags: ["a", "b"] },
-    headers: { authorization: "Bearer k", "x-tenant": "t1" },
+    headers: { authorization: "Bearer k", "x-tenant": "t1", Accept: "text/html" },
   });
   await model.predict({});
   t.equal(seen?.url, "/predict/m?version=2&keep=yes&tags=a&tags=b");
@@ -321,7 +321,45 @@ t.test("params go in the query, headers are sent", async (t) => {
     "content-type": "application/json",
     traceparent: /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/,
   });
+  // Node joins repeated headers with commas: one value means the header went once.
+  t.equal(seen?.headers.accept, "application/json, application/problem+json", "accept: ours, once");
 });
+
+t.test("an answer that starts with a byte order mark is read as its JSON", async (t) => {
+  const server = await remote(t, (_request, response) =>
+    response.writeHead(200, { "content-type": "application/json" }).end(`\uFEFF{"ok":true}`),
+  );
+  const model = await distant(t, { endpoint: server.url });
+  t.same(await model.predict({}), { ok: true });
+});
+
+t.test(
+  "a call waiting for a connection ends when its caller gives up, and is never sent",
+  async (t) => {
+    let release: (() => void) | undefined;
+    const server = await remote(t, (_request, response) => {
+      if (release === undefined) release = () => json(response, 200, "first");
+      else json(response, 200, "later");
+    });
+    const model = await distant(t, { endpoint: server.url, connections: 1, timeoutMs: 30_000 });
+    const first = model.predict({});
+    const end = Date.now() + 10_000;
+    while (release === undefined && Date.now() < end) await tick(10);
+    t.ok(release, "the first call holds the only connection");
+
+    const started = performance.now();
+    const gaveUp = new AbortController();
+    const waiting = model.predict({}, { signal: gaveUp.signal });
+    gaveUp.abort(new Error("the caller left"));
+    await t.rejects(waiting, { message: "the caller left" });
+    t.ok(performance.now() - started < 5000, "at once, not when the connection frees");
+
+    release?.();
+    t.equal(await first, "first");
+    t.equal(await model.predict({}), "later", "the connection serves the next call");
+    t.equal(server.hits(), 2, "the abandoned call never reached the remote");
+  },
+);
 
 t.test(
   "the circuit opens after N failures, fails fast, then lets one probe close it",
