@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { type Dispatcher, errors } from "undici";
+import type { Dispatcher } from "undici";
 import { type RemoteProblem, remoteProblemOf } from "./errors.js";
 import { isJsonType, parseJson, textOf, type UnusableAnswer } from "./response.js";
+import { undici } from "./undici.js";
 
 /** How an attempt failed: an error answer, an unusable answer, or no answer. */
 export type Failure =
@@ -51,7 +52,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    if (this.#settled) controller.abort(new errors.RequestAbortedError());
+    if (this.#settled) controller.abort(new (undici().errors.RequestAbortedError)());
   }
 
   onResponseStart(
@@ -140,7 +141,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.#chunks = [];
     this.#resolve(outcome);
     if (this.#ended || outcome.kind === "unreachable") return;
-    this.#controller?.abort(new errors.RequestAbortedError());
+    this.#controller?.abort(new (undici().errors.RequestAbortedError)());
   }
 }
 

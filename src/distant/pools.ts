@@ -1,4 +1,5 @@
-import { Pool } from "undici";
+import type { Pool } from "undici";
+import { undici } from "./undici.js";
 
 /** A share of one origin's connection pool; `release()` once, when the holder closes. */
 export interface PoolLease {
@@ -21,7 +22,7 @@ const pools = new Map<string, Shared>();
 export function acquirePool(origin: string, connections: number): PoolLease {
   let shared = pools.get(origin);
   if (shared === undefined || shared.pool.closed) {
-    const pool = new Pool(origin, {
+    const pool = new (undici().Pool)(origin, {
       connections,
       pipelining: 1,
       // Each call bounds itself by its own deadline (an AbortSignal): no separate clock here.

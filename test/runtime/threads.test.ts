@@ -84,6 +84,7 @@ t.test("a model's thread loads no package its models do not use", async (t) => {
   t.ok(packages.includes("proper-lockfile"), `loaded: ${packages}`);
   t.notOk(packages.includes("ioredis"), "no Redis client without a Redis cache");
   t.notOk(packages.includes("synckit"), "no synckit where no sync model is called directly");
+  t.notOk(packages.includes("undici"), "no HTTP client without a distant model");
   t.notOk(loadedPackages().includes("ioredis"), "nor on the main thread");
 
   const direct = lib.get<DependencyModel>("caller").predict({ kind: "direct" });
