@@ -34,6 +34,14 @@ export interface AssetVersion {
   pushedAt: string;
 }
 
+/**
+ * Bytes a download may hold for its file before the body waits. With the stream default
+ * (16 KB) each socket chunk is one write on the thread pool and the body pauses until it is
+ * done, so hashing, writing and reading take turns; with room for a few dozen chunks, those
+ * that arrive during a write go out together in one writev.
+ */
+const WRITE_BUFFER_BYTES = 1024 * 1024;
+
 /** A sha256 mismatch: worth another download, then `ERR_ASSET_CORRUPT`. */
 class ChecksumMismatch extends Error {}
 
@@ -174,7 +182,11 @@ export class AssetStore {
             },
           });
           const body = await (await this.#open()).read(file.key);
-          await pipeline(body, verify, createWriteStream(destination));
+          await pipeline(
+            body,
+            verify,
+            createWriteStream(destination, { highWaterMark: WRITE_BUFFER_BYTES }),
+          );
           const sha256 = hash.digest("hex");
           if (size !== file.size || sha256 !== file.sha256) {
             throw new ChecksumMismatch(

@@ -71,6 +71,17 @@ t.test("with an S3-compatible store", async (t) => {
     retryDelayMs: 50,
     ...extra,
   });
+  // Writes behind the library's back, as a bad disk or a bad actor in the store would.
+  const client = new S3Client({
+    endpoint: s3.endpoint,
+    forcePathStyle: true,
+    region: "us-east-1",
+    credentials: S3_CREDENTIALS,
+    requestChecksumCalculation: "WHEN_REQUIRED",
+  });
+  t.teardown(() => client.destroy());
+  const overwrite = (file: { key: string } | undefined, body: string | Buffer) =>
+    client.send(new PutObjectCommand({ Bucket: "assets", Key: `p/${file?.key}`, Body: body }));
 
   await t.test("4 processes fetch at once: one download, four identical files", async (t) => {
     // The store answers slowly until every process has asked for the version, so that they
@@ -99,18 +110,7 @@ t.test("with an S3-compatible store", async (t) => {
     const corrupt = join(dir, "corrupt.bin");
     writeFileSync(corrupt, "the real content");
     const version = await publisher.push(corrupt, "models/corrupt");
-    const client = new S3Client({
-      endpoint: s3.endpoint,
-      forcePathStyle: true,
-      region: "us-east-1",
-      credentials: S3_CREDENTIALS,
-      requestChecksumCalculation: "WHEN_REQUIRED",
-    });
-    t.teardown(() => client.destroy());
-    const key = `p/${version.files[0]?.key}`;
-    await client.send(
-      new PutObjectCommand({ Bucket: "assets", Key: key, Body: "tampered bytes!!" }),
-    );
+    await overwrite(version.files[0], "tampered bytes!!");
     const assets = new AssetsManager(settings("corrupt-cache", { retries: 2 }));
     const before = s3.gets("/models/corrupt/0.0/");
     await t.rejects(assets.fetch("models/corrupt:0.0", "reader"), {
@@ -119,6 +119,36 @@ t.test("with an S3-compatible store", async (t) => {
     });
     t.equal(s3.gets("/models/corrupt/0.0/") - before, 3, "three downloads");
     t.same(readdirSync(join(dir, "corrupt-cache", "models", "corrupt")), [], "nothing kept");
+  });
+
+  await t.test("a large object changed or cut short: refused, nothing kept", async (t) => {
+    // Megabytes go to the file in batches before the digest is known: none of them may stay.
+    const version = await publisher.push(file, "models/flipped");
+    const flipped = Buffer.from(BIG);
+    const middle = BIG.length >> 1;
+    flipped[middle] = (BIG[middle] as number) ^ 1;
+    const cases = [
+      { what: "one byte changed", body: flipped, got: BIG.length },
+      { what: "cut short", body: BIG.subarray(0, BIG.length - 1), got: BIG.length - 1 },
+    ];
+    for (const { what, body, got } of cases) {
+      await overwrite(version.files[0], body);
+      const assets = new AssetsManager(settings("flipped-cache", { retries: 1 }));
+      await t.rejects(
+        assets.fetch("models/flipped:0.0"),
+        {
+          code: "ERR_ASSET_CORRUPT",
+          message: new RegExp(
+            `failed verification on each of 2 downloads \\(got ${got} bytes with sha256 (?!${sha256(BIG)})[0-9a-f]{64}, expected ${BIG.length} bytes with sha256 ${sha256(BIG)}\\)`,
+          ),
+        },
+        what,
+      );
+      t.same(readdirSync(join(dir, "flipped-cache", "models", "flipped")), [], `${what}: no file`);
+    }
+    await overwrite(version.files[0], BIG);
+    const path = await new AssetsManager(settings("flipped-cache")).fetch("models/flipped:0.0");
+    t.equal(sha256(readFileSync(path)), sha256(BIG), "restored in the store: fetched, verified");
   });
 
   await t.test("the store goes down mid-download and comes back: retried", async (t) => {
@@ -168,7 +198,11 @@ t.test("with an S3-compatible store", async (t) => {
       status: "failed",
       models: [{ name: "asset_text", state: "failed", error: { code: "ERR_ASSET_STORE" } }],
     });
-    t.notOk(existsSync(join(dir, "killed-cache", "models", "big", "0.0")), "no partial asset");
+    t.same(
+      readdirSync(join(dir, "killed-cache", "models", "big")),
+      [],
+      "no partial asset, temporary file or lock left",
+    );
   });
 });
 
