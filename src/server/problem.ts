@@ -138,11 +138,10 @@ function frameworkProblem(error: unknown, reply: FastifyReply): Problem {
   const { request } = reply;
   const coded = codedProblem(error, request.id);
   if (coded !== undefined) return coded;
+  // A body cut short by the client ("aborted"): nobody is left to answer. An `ECONNRESET` while
+  // the client still waits is some upstream's, a fault of the server.
+  if (clientGone(reply)) return makeProblem("ERR_CLIENT_CLOSED", request.id);
   const code = readSafely(error, "code");
-  // A body cut short by the client ("aborted"): nobody is left to answer.
-  if (code === "ECONNRESET" || clientGone(reply)) {
-    return makeProblem("ERR_CLIENT_CLOSED", request.id);
-  }
   if (typeof code === "string" && code.startsWith("FST_")) {
     const mapped = FASTIFY_CODES[code];
     if (mapped !== undefined) {
