@@ -180,10 +180,14 @@ export function sendProblem(reply: FastifyReply, problem: Problem): FastifyReply
  * and bounded, so that a hostile error can neither throw in the logger nor write megabytes.
  */
 export function loggableError(error: unknown): Record<string, unknown> {
+  // Without a prototype: pino's `err` serializer names an object with a message after its
+  // constructor (`Object` here), and keeps the entry's own `type` only when it has none.
+  const entry: Record<string, unknown> = Object.create(null);
   if ((typeof error !== "object" && typeof error !== "function") || error === null) {
-    return { type: typeof error, message: truncate(String(error), MAX_LOGGED_MESSAGE_LENGTH) };
+    entry.type = typeof error;
+    entry.message = truncate(String(error), MAX_LOGGED_MESSAGE_LENGTH);
+    return entry;
   }
-  const entry: Record<string, unknown> = {};
   const name = readSafely(error, "name");
   entry.type = typeof name === "string" ? truncate(name, 100) : "unknown";
   const message = messageOf(error);
