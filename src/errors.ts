@@ -93,9 +93,12 @@ function summarizeIssues(issues: ValidationIssue[]): string {
   return shown.join("; ") + more;
 }
 
-/** True when `error` is a modelkit error with this code, whatever its class (workers lose it). */
+/**
+ * True when `error` is a modelkit error with this code, whatever its class (workers lose it).
+ * Never throws: a `code` getter that throws is no code.
+ */
 export function hasErrorCode(error: unknown, code: ErrorCode): boolean {
-  return typeof error === "object" && error !== null && (error as { code?: unknown }).code === code;
+  return typeof error === "object" && readSafely(error, "code") === code;
 }
 
 /** " (did you mean "x"?)" for the known name closest to `name`, or "" when none is close. */
