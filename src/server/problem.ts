@@ -61,12 +61,16 @@ export function messageOf(error: unknown): string | undefined {
   return typeof message === "string" ? message : undefined;
 }
 
-/** The problem of a library error (or one the server raised), with its code; else undefined. */
-function codedProblem(error: unknown, requestId: string): Problem | undefined {
+/**
+ * The problem of a library error, or with `server` of one the server raised, with its code; else
+ * undefined. A prediction's error is never the server's: `HttpError` is exported, so a model may
+ * throw one too.
+ */
+function codedProblem(error: unknown, requestId: string, server: boolean): Problem | undefined {
   const code = readSafely(error, "code");
   const own =
     (isInstance(error, ModelkitError) && isLibraryCode(code)) ||
-    (isInstance(error, HttpError) && typeof code === "string");
+    (server && isInstance(error, HttpError) && typeof code === "string");
   if (!own) return undefined;
   const problem = makeProblem(code as ProblemCode, requestId, messageOf(error));
   const issues = readSafely(error, "issues");
@@ -90,7 +94,7 @@ function clientGone(reply: FastifyReply): boolean {
 export function predictionProblem(error: unknown, reply: FastifyReply): Problem {
   const requestId = reply.request.id;
   if (clientGone(reply)) return makeProblem("ERR_CLIENT_CLOSED", requestId);
-  const coded = codedProblem(error, requestId);
+  const coded = codedProblem(error, requestId, false);
   if (coded === undefined) return makeProblem("ERR_PREDICTION_FAILED", requestId, messageOf(error));
   if (coded.code !== "ERR_REMOTE_ERROR") return coded;
   const model = (reply.request.params as { model?: unknown } | undefined)?.model;
@@ -136,7 +140,7 @@ const FASTIFY_DETAILS: Partial<Record<ProblemCode, string>> = {
  */
 function frameworkProblem(error: unknown, reply: FastifyReply): Problem {
   const { request } = reply;
-  const coded = codedProblem(error, request.id);
+  const coded = codedProblem(error, request.id, true);
   if (coded !== undefined) return coded;
   // A body cut short by the client ("aborted"): nobody is left to answer. An `ECONNRESET` while
   // the client still waits is some upstream's, a fault of the server.
