@@ -94,12 +94,13 @@ const THROWN: Record<string, () => unknown> = {
     message: "m".repeat(300),
     stack: "s".repeat(300),
   }),
-  "many properties": () =>
-    Object.assign(
-      new Error("many"),
-      { modelName: "named" },
-      Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`k${i}`, i])),
-    ),
+  "many properties": () => ({
+    name: "Many",
+    message: "many",
+    stack: "Many: many",
+    modelName: "named",
+    ...Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`k${i}`, i])),
+  }),
   "keys refused, every property answered": () =>
     new Proxy(new Error("keys refused"), {
       ownKeys() {
@@ -126,6 +127,14 @@ class Coded extends Model<ErrorCode, string> {
   static override configurations = { coded: {} };
   protected override _predict(code: ErrorCode): string {
     throw new ModelkitError(code, "");
+  }
+}
+
+/** Answers what JSON cannot carry. */
+class BigIntAnswer extends Model<string, bigint> {
+  static override configurations = { bigint_answer: {} };
+  protected override _predict(): bigint {
+    return 10n ** 30n;
   }
 }
 
@@ -163,13 +172,19 @@ const SERVER_THROWN: Record<string, () => unknown> = {
     Object.assign(new Error("broke"), { statusCode: 500, code: "FST_ERR_LOOKALIKE" }),
   "an FST_ code with a status that is a string": () =>
     Object.assign(new Error("stringly"), { statusCode: "400", code: "FST_ERR_LOOKALIKE" }),
+  "an HttpError whose code getter throws": () =>
+    Object.defineProperty(new HttpError("ERR_BAD_REQUEST", "no readable code"), "code", {
+      get() {
+        throw new Error("reading code throws");
+      },
+    }),
   "ECONNRESET from an upstream while the client waits": () =>
     Object.assign(new Error("socket hang up"), { code: "ECONNRESET" }),
 };
 
 async function build(t: Test) {
   return makeApp(t, {
-    models: [Thrower, Coded, BadReturn, Late],
+    models: [Thrower, Coded, BigIntAnswer, BadReturn, Late],
     docs: false,
     plugins: [
       {
@@ -272,6 +287,20 @@ t.test("what a model throws: the problem answered and the log line", async (t) =
     );
   });
 
+  t.test("a prediction JSON cannot carry is the server's own failure", async (t) => {
+    const answer = await post(app, "/predict/bigint_answer", '"a"', {
+      "content-type": "application/json",
+      "x-request-id": "not-json",
+    });
+    const body = expectProblem(t, answer, 500, "ERR_PREDICTION_NOT_JSON");
+    t.match(body.detail, /^the model's prediction cannot be sent as JSON: .*BigInt/);
+    t.match(failureLine(logs, "not-json"), {
+      level: 50,
+      code: "ERR_PREDICTION_NOT_JSON",
+      err: { type: "HttpError", code: "ERR_PREDICTION_NOT_JSON" },
+    });
+  });
+
   t.test("issues only for item validation", async (t) => {
     const invalid = expectProblem(
       t,
@@ -342,6 +371,7 @@ t.test("what a model throws: the problem answered and the log line", async (t) =
     const extra = Object.keys(many).filter((key) => !["type", "message", "stack"].includes(key));
     t.equal(many.modelName, "named", "modelName first");
     t.same(extra.sort(), ["k0", "k1", "k2", "k3", "k4", "k5", "modelName"], "at most 8 of them");
+    t.match(many, { type: "Many", message: "many", stack: "Many: many" });
 
     const refused = (await failed("keys refused, every property answered")).line?.err ?? {};
     t.same(
@@ -399,12 +429,13 @@ t.test("Retry-After on every 503 and only there; a plugin's own is kept", async 
   const ours = await app.inject({ url: "/shed/no" });
   t.equal(expectProblem(t, ours, 503, "ERR_OVERLOADED").detail, "shedding load");
   t.equal(ours.headers["retry-after"], String(RETRY_AFTER_SECONDS));
-  for (const answer of [
-    await app.inject({ url: "/nowhere" }),
-    await post(app, "/predict/thrower", "{"),
-    await post(app, "/predict/thrower", '"empty message"'),
-  ]) {
-    t.equal(answer.headers["retry-after"], undefined, `${answer.statusCode}: no Retry-After`);
+  for (const [answer, status, code] of [
+    [await app.inject({ url: "/nowhere" }), 404, "ERR_NOT_FOUND"],
+    [await post(app, "/predict/thrower", "{"), 400, "ERR_MALFORMED_JSON"],
+    [await post(app, "/predict/thrower", '"empty message"'), 500, "ERR_PREDICTION_FAILED"],
+  ] as const) {
+    expectProblem(t, answer, status, code);
+    t.equal(answer.headers["retry-after"], undefined, `${code}: no Retry-After`);
   }
 });
 
