@@ -134,12 +134,11 @@ function editDistance(a: string, b: string): number {
  */
 export function readSafely(value: unknown, key: string): unknown {
   try {
-    // null and undefined throw here too.
     return (value as Record<string, unknown>)[key];
-    // Stryker disable next-line BlockStatement: an empty catch returns undefined all the same.
   } catch {
-    return undefined;
+    // A getter or trap that throws; null and undefined throw here too.
   }
+  return undefined;
 }
 
 /** `{ code, message }` of anything thrown, read without ever throwing. */
