@@ -69,7 +69,15 @@ export const GROUPS = {
       "test/distant/distant.test.ts",
       "test/distant/faults.test.ts",
       "test/errors.test.ts",
+      "test/server/problem.test.ts",
     ],
+    coverage: "perTest",
+  },
+  // The error table and the problem mapping against their own in-process tests only: minutes,
+  // where `problem` takes more than half an hour.
+  errors: {
+    mutate: ["src/errors.ts", "src/server/errors.ts", "src/server/problem.ts"],
+    tests: ["test/errors.test.ts", "test/server/problem.test.ts"],
     coverage: "perTest",
   },
   validation: {

@@ -94,9 +94,12 @@ function summarizeIssues(issues: ValidationIssue[]): string {
   return shown.join("; ") + more;
 }
 
-/** True when `error` is a modelkit error with this code, whatever its class (workers lose it). */
+/**
+ * True when `error` is a modelkit error with this code, whatever its class (workers lose it).
+ * Never throws: a `code` getter that throws is no code.
+ */
 export function hasErrorCode(error: unknown, code: ErrorCode): boolean {
-  return typeof error === "object" && error !== null && (error as { code?: unknown }).code === code;
+  return typeof error === "object" && readSafely(error, "code") === code;
 }
 
 /** " (did you mean "x"?)" for the known name closest to `name`, or "" when none is close. */
@@ -131,14 +134,12 @@ function editDistance(a: string, b: string): number {
  * getter, a Proxy trap): what reports errors must never fail on the error it reports.
  */
 export function readSafely(value: unknown, key: string): unknown {
-  if ((typeof value !== "object" && typeof value !== "function") || value === null) {
-    return undefined;
-  }
   try {
     return (value as Record<string, unknown>)[key];
   } catch {
-    return undefined;
+    // A getter or trap that throws; null and undefined throw here too.
   }
+  return undefined;
 }
 
 /** `{ code, message }` of anything thrown, read without ever throwing. */

@@ -61,12 +61,16 @@ export function messageOf(error: unknown): string | undefined {
   return typeof message === "string" ? message : undefined;
 }
 
-/** The problem of a library error (or one the server raised), with its code; else undefined. */
-function codedProblem(error: unknown, requestId: string): Problem | undefined {
+/**
+ * The problem of a library error, or with `server` of one the server raised, with its code; else
+ * undefined. A prediction's error is never the server's: `HttpError` is exported, so a model may
+ * throw one too.
+ */
+function codedProblem(error: unknown, requestId: string, server: boolean): Problem | undefined {
   const code = readSafely(error, "code");
   const own =
     (isInstance(error, ModelkitError) && isLibraryCode(code)) ||
-    (isInstance(error, HttpError) && typeof code === "string");
+    (server && isInstance(error, HttpError) && typeof code === "string");
   if (!own) return undefined;
   const problem = makeProblem(code as ProblemCode, requestId, messageOf(error));
   const issues = readSafely(error, "issues");
@@ -90,7 +94,7 @@ function clientGone(reply: FastifyReply): boolean {
 export function predictionProblem(error: unknown, reply: FastifyReply): Problem {
   const requestId = reply.request.id;
   if (clientGone(reply)) return makeProblem("ERR_CLIENT_CLOSED", requestId);
-  const coded = codedProblem(error, requestId);
+  const coded = codedProblem(error, requestId, false);
   if (coded === undefined) return makeProblem("ERR_PREDICTION_FAILED", requestId, messageOf(error));
   if (coded.code !== "ERR_REMOTE_ERROR") return coded;
   const model = (reply.request.params as { model?: unknown } | undefined)?.model;
@@ -105,7 +109,12 @@ export function predictionProblem(error: unknown, reply: FastifyReply): Problem 
 function remoteProblem(error: unknown, problem: Problem, model: string | undefined): Problem {
   const remote = readSafely(error, "remote") as RemoteProblem | undefined;
   if (remote === undefined) return problem;
-  if (remote.status === 422 && model !== undefined && readSafely(error, "modelName") === model) {
+  if (
+    remote.status === 422 &&
+    // Stryker disable next-line ConditionalExpression: the predict routes always name a model.
+    model !== undefined &&
+    readSafely(error, "modelName") === model
+  ) {
     const own = makeProblem("ERR_ITEM_VALIDATION", problem.requestId, remote.detail);
     if (remote.issues !== undefined) own.issues = remote.issues;
     return { ...own, remote };
@@ -136,13 +145,12 @@ const FASTIFY_DETAILS: Partial<Record<ProblemCode, string>> = {
  */
 function frameworkProblem(error: unknown, reply: FastifyReply): Problem {
   const { request } = reply;
-  const coded = codedProblem(error, request.id);
+  const coded = codedProblem(error, request.id, true);
   if (coded !== undefined) return coded;
+  // A body cut short by the client ("aborted"): nobody is left to answer. An `ECONNRESET` while
+  // the client still waits is some upstream's, a fault of the server.
+  if (clientGone(reply)) return makeProblem("ERR_CLIENT_CLOSED", request.id);
   const code = readSafely(error, "code");
-  // A body cut short by the client ("aborted"): nobody is left to answer.
-  if (code === "ECONNRESET" || clientGone(reply)) {
-    return makeProblem("ERR_CLIENT_CLOSED", request.id);
-  }
   if (typeof code === "string" && code.startsWith("FST_")) {
     const mapped = FASTIFY_CODES[code];
     if (mapped !== undefined) {
@@ -181,10 +189,14 @@ export function sendProblem(reply: FastifyReply, problem: Problem): FastifyReply
  * and bounded, so that a hostile error can neither throw in the logger nor write megabytes.
  */
 export function loggableError(error: unknown): Record<string, unknown> {
+  // Without a prototype: pino's `err` serializer names an object with a message after its
+  // constructor (`Object` here), and keeps the entry's own `type` only when it has none.
+  const entry: Record<string, unknown> = Object.create(null);
   if ((typeof error !== "object" && typeof error !== "function") || error === null) {
-    return { type: typeof error, message: truncate(String(error), MAX_LOGGED_MESSAGE_LENGTH) };
+    entry.type = typeof error;
+    entry.message = truncate(String(error), MAX_LOGGED_MESSAGE_LENGTH);
+    return entry;
   }
-  const entry: Record<string, unknown> = {};
   const name = readSafely(error, "name");
   entry.type = typeof name === "string" ? truncate(name, 100) : "unknown";
   const message = messageOf(error);
@@ -217,7 +229,8 @@ function loggedKeys(error: object): string[] {
   return [...new Set(keys)].slice(0, MAX_LOGGED_PROPERTIES);
 }
 
-const SKIPPED_KEYS = new Set(["name", "message", "stack", "code", "modelName"]);
+/** Logged apart from the other keys, with bounds of their own. */
+const SKIPPED_KEYS = new Set(["name", "message", "stack"]);
 
 /** Logs a refused or failed request once: server faults at error, the rest at info. */
 export function logProblem(request: FastifyRequest, problem: Problem, error: unknown): void {

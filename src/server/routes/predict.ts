@@ -86,8 +86,11 @@ export async function predictRoutes(
   };
 
   /** Answers a failed prediction with its problem (never with the model's own status). */
-  const failed = (reply: FastifyReply, error: unknown): undefined => {
-    const problem = predictionProblem(error, reply);
+  const failed = (
+    reply: FastifyReply,
+    error: unknown,
+    problem = predictionProblem(error, reply),
+  ): undefined => {
     logProblem(reply.request, problem, error);
     sendProblem(reply, problem);
     return undefined;
@@ -101,7 +104,8 @@ export async function predictRoutes(
     try {
       text = serialize(value, batch);
     } catch (error) {
-      return failed(reply, unserializable(error));
+      const cause = unserializable(error);
+      return failed(reply, cause, makeProblem(cause.code, reply.request.id, cause.message));
     }
     reply.type("application/json; charset=utf-8");
     return text;
