@@ -1,13 +1,10 @@
 import { once } from "node:events";
-import { createRequire } from "node:module";
 import type { Redis } from "ioredis";
+import { requiredOnUse } from "../required-on-use.js";
 import type { CacheStore } from "./store.js";
 
-/**
- * ioredis, required when a Redis store is made rather than imported with this module: only a
- * library with a Redis cache needs it, and every model thread imports the library.
- */
-const require = createRequire(import.meta.url);
+/** ioredis, loaded when a Redis store is made: only a library with a Redis cache needs it. */
+const ioredis = requiredOnUse<typeof import("ioredis")>("ioredis");
 
 /** Longest pause between two reconnection attempts while Redis is away. */
 const MAX_RECONNECT_DELAY_MS = 1000;
@@ -26,7 +23,7 @@ export class RedisStore implements CacheStore {
     this.#ttlMs = options.ttlSeconds
       ? Math.max(1, Math.round(options.ttlSeconds * 1000))
       : undefined;
-    const { Redis: Client } = require("ioredis") as typeof import("ioredis");
+    const { Redis: Client } = ioredis();
     this.#client = new Client(options.url, {
       // Without these, commands issued while Redis is away wait in ioredis's queues and are
       // replayed later: requests would hang, then a burst would hit Redis when it returns.

@@ -1,13 +1,4 @@
-import { createRequire } from "node:module";
+import { requiredOnUse } from "../required-on-use.js";
 
-const require = createRequire(import.meta.url);
-let loaded: typeof import("undici") | undefined;
-
-/**
- * undici, required when the first distant call or pool needs it rather than imported with this
- * module: every model thread imports the library, and only a library with distant models uses it.
- */
-export function undici(): typeof import("undici") {
-  loaded ??= require("undici") as typeof import("undici");
-  return loaded;
-}
+/** undici, loaded by the first pool or call: only a library with distant models needs it. */
+export const undici = requiredOnUse<typeof import("undici")>("undici");

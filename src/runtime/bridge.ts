@@ -1,6 +1,6 @@
-import { createRequire } from "node:module";
 import { ModelkitError } from "../errors.js";
 import type { PredictOptions } from "../model/types.js";
+import { requiredOnUse } from "../required-on-use.js";
 import {
   type BridgeCommand,
   type BridgeSpec,
@@ -18,13 +18,8 @@ import { crossingError, type Envelope, unwrap } from "./wire.js";
 /** The compiled worker: synckit runs JavaScript, not TypeScript. */
 const WORKER_PATH = new URL("../threads/bridge-thread.js", import.meta.url).pathname;
 
-/**
- * synckit, required on the first start of a worker rather than imported with this module: a
- * server never starts one, and every model thread imports the library without needing it.
- * Its CommonJS build, since a worker starts inside a synchronous call.
- */
-const require = createRequire(import.meta.url);
-const synckit = (): typeof import("synckit") => require("synckit");
+/** synckit, loaded on the first start of a worker: a server never starts one. */
+const synckit = requiredOnUse<typeof import("synckit")>("synckit");
 
 /** How long a call may wait for the worker to load its models. */
 const LOAD_TIMEOUT_MS = 120_000;
