@@ -14,15 +14,16 @@ import type { FromThread, ThreadData, ToThread } from "../runtime/pool-protocol.
 import { type Envelope, errorData, postEnvelope, reviveError } from "../runtime/wire.js";
 
 /**
- * On Linux, a pool thread runs at a lower priority (nice +5) than the process's event loop:
+ * On Linux, a pool thread runs at a lower priority (nice +10) than the process's event loop:
  * when CPU-bound models fill every core, the loop still answers probes, metrics and I/O at
- * once instead of waiting for a time slice. Threads the model starts (onnxruntime's) inherit
+ * once instead of waiting for a time slice. At +10 the loop gets about nine tenths of a core it
+ * shares with a pool thread, and the thread still gets the tenth when the loop is saturated. Threads the model starts (onnxruntime's) inherit
  * it. Elsewhere, or where the system refuses, the thread keeps its priority.
  */
 function yieldToEventLoop(): void {
   try {
     const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
-    setPriority(tid, Math.min(19, getPriority(tid) + 5));
+    setPriority(tid, Math.min(19, getPriority(tid) + 10));
   } catch {
     // not Linux, or no /proc: the default priority
   }
