@@ -41,9 +41,15 @@ RUN find node_modules/onnxruntime-node/bin -mindepth 3 -maxdepth 3 \
 
 # ---- runtime: production dependencies, compiled JavaScript, unprivileged user ----
 FROM ${NODE_IMAGE} AS runtime
+# glibc's malloc otherwise raises its mmap threshold each time a large buffer (an input tensor,
+# a big body) is freed, and from then on serves such buffers from per-thread arenas that never
+# shrink back; a fixed threshold and two arenas keep them returned to the system
+# (docs/deployment.md, Memory).
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
-    PORT=8000
+    PORT=8000 \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN --mount=type=secret,id=npm_ca \

@@ -118,6 +118,7 @@ async function cancel(): Promise<void> {
 async function serve(
   models: string[],
   required: string[] | undefined,
+  env: Record<string, string> = {},
 ): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(
     process.execPath,
@@ -129,7 +130,7 @@ async function serve(
       ...models.flatMap((m) => ["-m", m]),
       ...(required ? ["-r", required.join(",")] : []),
     ],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, MODELKIT_DRAIN_DELAY_MS: "0" } },
+    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, MODELKIT_DRAIN_DELAY_MS: "0", ...env } },
   );
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   let port = 0;
@@ -288,25 +289,28 @@ const EXAMPLE_LOAD: [string, unknown][] = [
   ["/predict/spam", { subject: "Meeting moved", body: "The review is now on Tuesday at 10." }],
 ];
 const TEXT_MODELS = ["tokenizer", "sentiment", "fingerprint", "analyze", "dedup"];
+/** glibc's malloc settings of `npm start` and the image (docs/deployment.md, Memory). */
+const MALLOC_ENV = { MALLOC_ARENA_MAX: "2", MALLOC_MMAP_THRESHOLD_: "131072" };
 
 /**
  * The example service (`modelkit-ts serve`, as `npm start` runs it) after a mixed load: with
  * every example model, and with the text models only (`spam` adds onnxruntime and its
- * thread, with a session).
+ * thread, with a session); then every model again without `npm start`'s malloc settings.
  */
 async function examples(): Promise<void> {
   const seconds = quick ? 15 : 60;
-  const variants: [string, string[] | undefined][] = [
-    ["every example model", undefined],
-    ["the text models only (no spam)", TEXT_MODELS],
+  const variants: [string, string[] | undefined, Record<string, string>][] = [
+    ["every example model", undefined, MALLOC_ENV],
+    ["the text models only (no spam)", TEXT_MODELS, MALLOC_ENV],
+    ["every example model, glibc's default malloc settings", undefined, {}],
   ];
   const bare = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"]);
   await new Promise((resolve) => setTimeout(resolve, 500));
   const nodeOwn = threadsOf(bare.pid as number);
   bare.kill();
   console.log(`4. the example service after ${seconds} s of mixed load (16 connections)`);
-  for (const [label, required] of variants) {
-    const { child, port } = await serve([], required);
+  for (const [label, required, env] of variants) {
+    const { child, port } = await serve([], required, env);
     const pid = child.pid as number;
     try {
       const served = required ?? [...TEXT_MODELS, "spam"];
