@@ -2,6 +2,7 @@ import { setMaxListeners } from "node:events";
 import { ValidationError } from "../errors.js";
 import { AsyncModel } from "../model/async-model.js";
 import type { ModelDescription, ModelOptions, PredictContext } from "../model/types.js";
+import { REDACTED, redact } from "../redact.js";
 import { CircuitBreaker } from "./breaker.js";
 import { publishDistantEvent } from "./events.js";
 import {
@@ -186,8 +187,9 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
   }
 
   /**
-   * What `/models` shows: header values are credentials often enough, so only their names; a
-   * query parameter named like a key or a token (in `params` or in a URL) is redacted too.
+   * What `/models` shows: header values are credentials often enough, so only their names;
+   * secret-looking `params` and query parameters of the endpoints are redacted as every
+   * setting the service shows is (docs/http.md).
    */
   override describe(): ModelDescription {
     const description = super.describe();
@@ -196,15 +198,12 @@ export class DistantHttpModel<TItem = unknown, TReturn = unknown> extends AsyncM
     if (headers.length > 0) {
       settings.headers = Object.fromEntries(headers.map((name) => [name, REDACTED]));
     }
-    const params = Object.entries(this.#settings.params);
-    if (params.length > 0) {
-      settings.params = Object.fromEntries(
-        params.map(([name, value]) => [name, SECRET_PARAM.test(name) ? REDACTED : value]),
-      );
+    if (Object.keys(this.#settings.params).length > 0) {
+      settings.params = redact(this.#settings.params);
     }
     for (const key of ["endpoint", "batchEndpoint"] as const) {
       const url = this.#settings[key];
-      if (url !== undefined) settings[key] = redactQuery(url);
+      if (url !== undefined) settings[key] = redact(url);
     }
     description.modelSettings = settings;
     return description;
@@ -222,13 +221,3 @@ function positiveTimeout(timeoutMs: number | undefined): number {
     : DEFAULT_DISTANT_TIMEOUT_MS;
 }
 
-const REDACTED = "[redacted]";
-const SECRET_PARAM = /key|token|secret|passw|auth|signature|credential/i;
-
-function redactQuery(url: string): string {
-  const parsed = new URL(url);
-  for (const name of new Set(parsed.searchParams.keys())) {
-    if (SECRET_PARAM.test(name)) parsed.searchParams.set(name, REDACTED);
-  }
-  return parsed.href;
-}

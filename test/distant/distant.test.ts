@@ -295,29 +295,36 @@ t.test("a slow remote: the call times out and the remote sees its request closed
   t.pass("and the remote saw this request closed as well");
 });
 
-t.test("/models shows a distant model's header names, never their values", async (t) => {
-  const lib = new ModelLibrary({
-    models: [FRONT_MODELS],
-    requiredModels: {
-      remote_echo: {
-        headers: { authorization: "Bearer s3cr3t", "x-tenant": "t1" },
-        params: { version: 2, api_key: "k3y" },
-        batchEndpoint: `${remote.url}/predict_batch/echo?token=t0k3n&v=1`,
+t.test(
+  "/models shows a distant model's header names, never their values, and redacts as the service does",
+  async (t) => {
+    const lib = new ModelLibrary({
+      models: [FRONT_MODELS],
+      requiredModels: {
+        remote_echo: {
+          headers: { authorization: "Bearer s3cr3t", "x-tenant": "t1" },
+          params: { version: 2, api_key: "k3y", keyword: "spam" },
+          batchEndpoint: `${remote.url}/predict_batch/echo?token=t0k3n&sig=s1g&v=1`,
+        },
       },
-    },
-  });
-  await lib.load();
-  t.teardown(() => lib.close());
-  const [description] = lib.describe();
-  t.same(description?.modelSettings.headers, {
-    authorization: "[redacted]",
-    "x-tenant": "[redacted]",
-  });
-  t.same(description?.modelSettings.params, { version: 2, api_key: "[redacted]" });
-  t.match(description?.modelSettings.batchEndpoint, /token=%5Bredacted%5D&v=1$/);
-  t.notMatch(JSON.stringify(lib.describe()), /s3cr3t|t1"|k3y|t0k3n/);
-  t.match(await lib.predict("remote_echo", { text: "auth" }), { text: "auth" });
-});
+    });
+    await lib.load();
+    t.teardown(() => lib.close());
+    const [description] = lib.describe();
+    t.same(description?.modelSettings.headers, {
+      authorization: "[redacted]",
+      "x-tenant": "[redacted]",
+    });
+    t.same(
+      description?.modelSettings.params,
+      { version: 2, api_key: "[redacted]", keyword: "spam" },
+      "a key is judged by its words: `keyword` is not `key`",
+    );
+    t.match(description?.modelSettings.batchEndpoint, /token=\[redacted\]&sig=\[redacted\]&v=1$/);
+    t.notMatch(JSON.stringify(lib.describe()), /s3cr3t|t1"|k3y|t0k3n|s1g/);
+    t.match(await lib.predict("remote_echo", { text: "auth" }), { text: "auth" });
+  },
+);
 
 t.test("invalid settings fail the load, saying which", async (t) => {
   const cases: [Record<string, unknown>, RegExp][] = [

@@ -1,9 +1,10 @@
 /**
- * Settings are configuration, and configuration holds credentials often enough: what the server
- * shows of them (`GET /models`) goes through `redact` first.
+ * Settings are configuration, and configuration holds credentials often enough: what the
+ * service shows of them (`GET /models`, a model's `describe()`) goes through `redact` first.
  */
 
-const REDACTED = "[redacted]";
+/** What a secret value is shown as. */
+export const REDACTED = "[redacted]";
 
 // A key is secret when one of its words (camelCase, snake_case, kebab-case and dotted keys are
 // split into words) is one of these: `maxTokens` is not `token`, `tokenizer` is one word.
