@@ -160,7 +160,9 @@ t.test("what a model throws on its thread comes back as it was thrown", async (t
   t.notOk("stack" in odd, "a stack that is not text is not passed on");
   t.equal(odd.code, "E_ODD");
   t.match(await thrown("hostile-name"), { name: "Error", message: "hostile name" });
-  t.match(await thrown("hidden-keys"), { name: "Error", message: "keys hidden" });
+  const hidden = await thrown("hidden-keys");
+  t.match(hidden, { name: "Error", message: "keys hidden" });
+  t.same(Object.keys(hidden as object), [], "keys that cannot be listed: no props, not made up");
   t.match(await thrown("unprintable-message"), { name: "Error", message: "" });
 
   // Anything else that is thrown comes back as it was, or as an Error saying what it was.
