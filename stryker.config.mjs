@@ -9,10 +9,11 @@
 // to activate in `__STRYKER_ACTIVE_MUTANT__`: the instrumented code reads that variable in every
 // process and thread it runs in, so a mutant also reaches a served CLI and a model thread.
 //
-// Coverage is only seen in the test file's own process, so a group whose code runs in model
-// threads or child processes (`coverage: "off"`) runs every mutant against all its test files,
-// stopping at the first that fails; the others run each mutant only against the files whose
-// process executed it.
+// Coverage is only seen in the test file's own process: the tap runner reports it whatever
+// `coverageAnalysis` says, and a mutant that only model threads or child processes execute would
+// count as "no coverage" without being tried. So a group whose code runs there (`coverage: "off"`)
+// runs its test files with Stryker's command runner, every mutant against all of them; the
+// others run each mutant only against the files whose process executed it.
 
 /** @type {Record<string, { mutate: string[], tests: string[], coverage: "perTest" | "off" }>} */
 export const GROUPS = {
@@ -94,14 +95,26 @@ if (group === undefined) {
 }
 
 /** @type {import("@stryker-mutator/api/core").PartialStrykerOptions} */
+const runner =
+  group.coverage === "off"
+    ? {
+        testRunner: "command",
+        // One file at a time, as the tap runner does: the tests start threads of their own.
+        commandRunner: { command: `npx tap --disable-coverage --jobs 1 ${group.tests.join(" ")}` },
+      }
+    : {
+        testRunner: "tap",
+        tap: {
+          testFiles: group.tests,
+          // The tests are TypeScript; tsx runs them as tap does, without type-checking.
+          nodeArgs: ["--import", "tsx"],
+          forceBail: true,
+        },
+      };
+
+/** @type {import("@stryker-mutator/api/core").PartialStrykerOptions} */
 export default {
-  testRunner: "tap",
-  tap: {
-    testFiles: group.tests,
-    // The tests are TypeScript; tsx runs them as tap does, without type-checking.
-    nodeArgs: ["--import", "tsx"],
-    forceBail: true,
-  },
+  ...runner,
   checkers: ["typescript"],
   tsconfigFile: "tsconfig.build.json",
   typescriptChecker: { prioritizePerformanceOverAccuracy: true },

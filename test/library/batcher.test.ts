@@ -325,6 +325,87 @@ t.test("a lone request on a quiet model does not wait the delay", async (t) => {
   );
 });
 
+t.test(
+  "a full batch leaves at the end of the turn that filled it, while arrivals go on",
+  async (t) => {
+    // batched_echo_slow: maxBatchSize 4, maxDelayMs 1 s. Full does not wait for arrivals to stop.
+    const lib = library({ requiredModels: ["batched_echo_slow"] });
+    t.teardown(() => lib.close());
+    await lib.load();
+    const events = watchEvents(t);
+    // The first call creates the model's runner: later calls queue in the turn they are made.
+    t.same(await lib.predict("batched_echo_slow", { id: 100 }), { id: 100, double: 200 });
+    const calls = ids(4).map((item) => lib.predict<Echo>("batched_echo_slow", item));
+    for (const item of ids(4, 4)) {
+      await new Promise(setImmediate);
+      calls.push(lib.predict<Echo>("batched_echo_slow", item));
+    }
+    t.same(
+      (await Promise.all(calls)).map((p) => p.id),
+      ids(8).map((i) => i.id),
+    );
+    t.match(
+      events.filter((e) => e.type === "dispatch"),
+      [
+        { reason: "idle", size: 1 },
+        { reason: "full", size: 4, queued: 0 },
+        { reason: "full", size: 4 },
+      ],
+      "the first four left before the fifth caller came",
+    );
+  },
+);
+
+t.test("after a quiet spell longer than maxDelayMs a lone caller does not wait", async (t) => {
+  // batched_echo: maxBatchSize 4, maxDelayMs 20. Right after a batch of three a lone item waits
+  // for the others to come back (the test above); once the model has been quiet for longer
+  // than maxDelayMs, they are not coming back together.
+  const lib = library({ requiredModels: ["batched_echo"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const events = watchEvents(t);
+  await Promise.all(ids(3).map((item) => lib.predict("batched_echo", item)));
+  await sleep(200);
+  t.same(await lib.predict("batched_echo", { id: 3 }), { id: 3, double: 6 });
+  t.same(
+    events.flatMap((e) => (e.type === "dispatch" ? [`${e.reason}:${e.size}`] : [])),
+    ["idle:3", "idle:1"],
+  );
+});
+
+t.test("a batch ending while another slot is free leaves the waiting items' delay", async (t) => {
+  // Two slots, one taken: items that arrive when it frees were never waiting for a slot, so
+  // they wait for company maxDelayMs from their arrival, as with every slot free.
+  const lib = library({
+    requiredModels: ["batched_echo_big"],
+    configuration: {
+      batched_echo_big: {
+        batching: { maxBatchSize: 64, maxDelayMs: 300, maxConcurrentBatches: 2 },
+        timeoutMs: 5_000,
+      },
+    },
+  });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const events = watchEvents(t);
+  const first = lib.predictBatch<Echo>("batched_echo_big", [{ id: 0, hold: true }, ...ids(2, 1)]);
+  await waitFor("the first batch to start", () => held.length === 1);
+  held.shift()?.();
+  t.equal((await first).length, 3);
+  // Fewer than the last batch held, right after it: they wait maxDelayMs for company.
+  const second = await lib.predictBatch<Echo>("batched_echo_big", ids(2, 10));
+  t.same(
+    second.map((p) => p.id),
+    [10, 11],
+  );
+  const dispatches = events.filter((e) => e.type === "dispatch");
+  t.match(dispatches, [
+    { reason: "idle", size: 3 },
+    { reason: "delay", size: 2 },
+  ]);
+  t.equal(mostInFlight(events), 1);
+});
+
 t.test("callers that arrive one event-loop turn apart share a batch", async (t) => {
   // Node accepts one new connection per turn, so a burst of new clients reaches the queue one
   // turn apart: each must not get a batch of its own while the others wait to be accepted.

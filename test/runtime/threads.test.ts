@@ -4,6 +4,7 @@ import { threadId } from "node:worker_threads";
 import {
   type DependencyModel,
   ModelHandle,
+  ModelkitError,
   ModelLibrary,
   onThreadEvent,
   type ThreadEvent,
@@ -28,6 +29,7 @@ const lib = new ModelLibrary({
     "caller",
     "cpu-added",
     "thread-packages",
+    "cpu-throws",
   ],
   // A configuration the library adds: its threads rebuild it too.
   configuration: { "cpu-added": { model: "cpu", threads: 1 } },
@@ -118,6 +120,61 @@ t.test("items are validated before they cross, answers after they come back", as
     message: /cpu: its prediction cannot cross/,
   });
   t.equal((await predict("cpu", { ms: 0 })).main, false);
+});
+
+t.test("what a model throws on its thread comes back as it was thrown", async (t) => {
+  const thrown = (kind: string) =>
+    lib.predict("cpu-throws", kind).then(
+      () => t.fail(`${kind}: expected a throw`),
+      (error: unknown) => error,
+    );
+  const props = (await thrown("props")) as Error;
+  t.ok(props instanceof Error, "an Error");
+  t.notOk(props instanceof ModelkitError);
+  t.match(props, {
+    name: "RefusalError",
+    message: "the model refused",
+    code: "E_REFUSED",
+    details: { retry: false, at: [1, 2] },
+  });
+  t.notOk("explain" in props, "a property that cannot be cloned is dropped, not the error");
+  t.match(props.stack, /RefusalError: the model refused/, "with the thread's stack");
+  t.same(Object.keys(props).sort(), ["code", "details"], "name and message are not own props");
+  // As on any Error, a catcher may annotate or drop them.
+  props.message += " (annotated)";
+  props.name = "Annotated";
+  t.ok(delete props.stack, "the stack can be dropped");
+  t.match(props, { message: "the model refused (annotated)", name: "Annotated", stack: undefined });
+
+  const library = await thrown("modelkit");
+  t.ok(library instanceof ModelkitError, "a library error gets its class back");
+  t.match(library, { name: "ModelkitError", code: "ERR_MODEL_NOT_LOADED", modelName: "x" });
+  const impostor = await thrown("impostor");
+  t.notOk(impostor instanceof ModelkitError, "only with a code of the error table");
+  t.match(impostor, { name: "ModelkitError", message: "not ours", code: "E_OTHER" });
+
+  const odd = (await thrown("odd-fields")) as Error & { code?: string };
+  t.ok(odd instanceof Error, "an object with a message comes back as an Error");
+  t.equal(odd.name, "42", "a name that is not text comes back as text");
+  t.equal(odd.message, "404", "and so does a message");
+  t.notOk("stack" in odd, "a stack that is not text is not passed on");
+  t.equal(odd.code, "E_ODD");
+  t.match(await thrown("hostile-name"), { name: "Error", message: "hostile name" });
+  const hidden = await thrown("hidden-keys");
+  t.match(hidden, { name: "Error", message: "keys hidden" });
+  t.same(Object.keys(hidden as object), [], "keys that cannot be listed: no props, not made up");
+  t.match(await thrown("unprintable-message"), { name: "Error", message: "" });
+
+  // Anything else that is thrown comes back as it was, or as an Error saying what it was.
+  t.same(await thrown("plain-object"), { reason: "a plain object", nested: [1] });
+  t.equal(await thrown("string"), "a bare string");
+  t.equal(await thrown("undefined"), undefined);
+  const symbol = await thrown("symbol");
+  t.ok(symbol instanceof Error);
+  t.equal((symbol as Error).message, "Symbol(odd)");
+  const unprintable = await thrown("unprintable");
+  t.ok(unprintable instanceof Error);
+  t.equal((unprintable as Error).message, "a value that cannot be shown was thrown");
 });
 
 t.test("a caller that gives up: answered at once, the computation told to stop", async (t) => {
