@@ -130,7 +130,10 @@ async function serve(
       ...models.flatMap((m) => ["-m", m]),
       ...(required ? ["-r", required.join(",")] : []),
     ],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, MODELKIT_DRAIN_DELAY_MS: "0", ...env } },
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, MODELKIT_DRAIN_DELAY_MS: "0", ...env },
+    },
   );
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   let port = 0;

@@ -220,4 +220,3 @@ function positiveTimeout(timeoutMs: number | undefined): number {
     ? timeoutMs
     : DEFAULT_DISTANT_TIMEOUT_MS;
 }
-

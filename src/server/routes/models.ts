@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { didYouMean } from "../../errors.js";
 import type { ModelLibrary } from "../../library/library.js";
+import { redact } from "../../redact.js";
 import { responses } from "../openapi.js";
 import { makeProblem, sendProblem } from "../problem.js";
-import { redact } from "../../redact.js";
 import type { ModelInfo } from "../schemas.js";
 import { shortError } from "./health.js";
 
