@@ -93,7 +93,7 @@ t.test("runs as a non-root user with resources set", async (t) => {
 
 t.test("the port agrees across Dockerfile, Deployment and Service", async (t) => {
   const exposed = Number(/^EXPOSE (\d+)$/m.exec(dockerfile)?.[1]);
-  t.match(dockerfile, new RegExp(`^\\s+PORT=${exposed}$`, "m"), "ENV PORT equals EXPOSE");
+  t.match(dockerfile, new RegExp(`^\\s+PORT=${exposed}( \\\\)?$`, "m"), "ENV PORT equals EXPOSE");
   const port = container?.ports?.find((p) => p.containerPort === exposed);
   t.ok(port, `the container declares port ${exposed}`);
   t.equal(service?.spec?.ports?.[0]?.targetPort, port?.name, "the Service targets it");
