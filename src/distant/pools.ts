@@ -25,7 +25,8 @@ export function acquirePool(origin: string, connections: number): PoolLease {
     const pool = new (undici().Pool)(origin, {
       connections,
       pipelining: 1,
-      // Each call bounds itself by its own deadline (an AbortSignal): no separate clock here.
+      // Each call bounds itself by its own deadline, which aborts its attempt: no separate
+      // clock here.
       headersTimeout: 0,
       bodyTimeout: 0,
     });

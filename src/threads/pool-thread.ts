@@ -17,8 +17,9 @@ import { type Envelope, errorData, postEnvelope, reviveError } from "../runtime/
  * On Linux, a pool thread runs at a lower priority (nice +10) than the process's event loop:
  * when CPU-bound models fill every core, the loop still answers probes, metrics and I/O at
  * once instead of waiting for a time slice. At +10 the loop gets about nine tenths of a core it
- * shares with a pool thread, and the thread still gets the tenth when the loop is saturated. Threads the model starts (onnxruntime's) inherit
- * it. Elsewhere, or where the system refuses, the thread keeps its priority.
+ * shares with a pool thread, and the thread still gets the tenth when the loop is saturated.
+ * Threads the model starts (onnxruntime's) inherit it. Elsewhere, or where the system refuses,
+ * the thread keeps its priority.
  */
 function yieldToEventLoop(): void {
   try {
