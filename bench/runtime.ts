@@ -119,10 +119,12 @@ async function serve(
   models: string[],
   required: string[] | undefined,
   env: Record<string, string> = {},
+  nodeArgs: string[] = [],
 ): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(
     process.execPath,
     [
+      ...nodeArgs,
       MAIN,
       "serve",
       "--port",
@@ -298,22 +300,29 @@ const MALLOC_ENV = { MALLOC_ARENA_MAX: "2", MALLOC_MMAP_THRESHOLD_: "131072" };
 /**
  * The example service (`modelkit-ts serve`, as `npm start` runs it) after a mixed load: with
  * every example model, and with the text models only (`spam` adds onnxruntime and its
- * thread, with a session); then every model again without `npm start`'s malloc settings.
+ * thread, with a session); then every model again without `npm start`'s malloc settings, and
+ * with V8's allocation-site pretenuring, which `serve` turns off (src/cli/v8-tuning.ts).
  */
 async function examples(): Promise<void> {
   const seconds = quick ? 15 : 60;
-  const variants: [string, string[] | undefined, Record<string, string>][] = [
-    ["every example model", undefined, MALLOC_ENV],
-    ["the text models only (no spam)", TEXT_MODELS, MALLOC_ENV],
-    ["every example model, glibc's default malloc settings", undefined, {}],
+  const variants: [string, string[] | undefined, Record<string, string>, string[]][] = [
+    ["every example model", undefined, MALLOC_ENV, []],
+    ["the text models only (no spam)", TEXT_MODELS, MALLOC_ENV, []],
+    ["every example model, glibc's default malloc settings", undefined, {}, []],
+    [
+      "every example model, V8's allocation-site pretenuring on",
+      undefined,
+      MALLOC_ENV,
+      ["--allocation-site-pretenuring"],
+    ],
   ];
   const bare = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"]);
   await new Promise((resolve) => setTimeout(resolve, 500));
   const nodeOwn = threadsOf(bare.pid as number);
   bare.kill();
   console.log(`4. the example service after ${seconds} s of mixed load (16 connections)`);
-  for (const [label, required, env] of variants) {
-    const { child, port } = await serve([], required, env);
+  for (const [label, required, env, nodeArgs] of variants) {
+    const { child, port } = await serve([], required, env, nodeArgs);
     const pid = child.pid as number;
     try {
       const served = required ?? [...TEXT_MODELS, "spam"];

@@ -9,9 +9,11 @@
  */
 import { type ModelConfiguration, ModelLibrary } from "modelkit-ts";
 import { operationsPlugins } from "../../src/cli/operations.js";
+import { tuneForServing } from "../../src/cli/v8-tuning.js";
 import { createServer } from "../../src/server/index.js";
 import { installStats } from "./stats.js";
 
+tuneForServing();
 const port = Number(process.argv[2] ?? 8082);
 const models = (process.argv[3] ?? "").split(",").filter(Boolean);
 const configuration = JSON.parse(process.env.BENCH_CONFIGURATION ?? "{}") as Record<

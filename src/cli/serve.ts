@@ -33,6 +33,7 @@ import {
   UsageError,
   usageErrors,
 } from "./options.js";
+import { tuneForServing } from "./v8-tuning.js";
 
 export const SERVE_USAGE = `Usage: modelkit-ts serve [options]
 
@@ -209,6 +210,7 @@ export async function serve(
   config: ServeConfig,
   plugins: readonly ServerPlugin[] = [],
 ): Promise<FastifyInstance> {
+  tuneForServing();
   // The library logs through the app's logger, which exists once the app does: each model's
   // load, and each model thread it replaces.
   let log: FastifyBaseLogger | undefined;
