@@ -107,3 +107,14 @@ t.test("the Dockerfile starts the package's CLI in exec form as the node user", 
   t.match(dockerfile, /npm ci --omit=dev/, "production dependencies only");
   t.match(dockerfile, /^HEALTHCHECK [^\n]*\\\n\s+CMD \["node", "-e", "[^\n]*\/livez/m);
 });
+
+t.test("npm start and the image set glibc's malloc the same way", async (t) => {
+  const pkg = JSON.parse(read("package.json")) as { scripts: Record<string, string> };
+  const mallocOf = (text: string) =>
+    Object.fromEntries(
+      [...text.matchAll(/\b(MALLOC_[A-Z_]+)=(\S+?)(?= |$)/gm)].map((m) => [m[1], m[2]]),
+    );
+  const image = mallocOf(dockerfile);
+  t.same(Object.keys(image).sort(), ["MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"]);
+  t.same(mallocOf(pkg.scripts.start ?? ""), image, "npm start's values are the image's");
+});
