@@ -191,6 +191,20 @@ t.test("a caller that gives up: answered at once, the computation told to stop",
   t.same(events, [], "no thread was replaced");
 });
 
+t.test("a caller that gave up before calling: refused at once, nothing computed", async (t) => {
+  const gone = new Error("gone before the call");
+  const started = performance.now();
+  await t.rejects(
+    predict("cpu", { ms: 3_000, obey: false }, { signal: AbortSignal.abort(gone) }),
+    gone,
+  );
+  t.ok(performance.now() - started < 1_000, "without waiting for the computation");
+  // Had it reached a thread, the computation (which ignores its signal) would hold it 3 s.
+  const [a, b] = await Promise.all([predict("cpu", { ms: 1 }), predict("cpu", { ms: 1 })]);
+  t.not(a.thread, b.thread, "both threads are free");
+  t.ok(performance.now() - started < 2_000, "at once");
+});
+
 t.test("a computation that ignores its signal costs its thread, and only that", async (t) => {
   events.length = 0;
   const before = await Promise.all([predict("cpu", { ms: 50 }), predict("cpu", { ms: 50 })]);
@@ -235,6 +249,21 @@ t.test("a configuration added by the library runs on threads of its own", async 
     lib.describe().find((model) => model.configurationKey === "cpu-added"),
     { className: "Cpu", threads: 1 },
   );
+});
+
+t.test("past 1024 computations waiting for a thread, calls fail at once", async (t) => {
+  // cpu-added has one thread: the first call takes it, 1024 more wait, the next is refused.
+  const calls = [predict("cpu-added", { ms: 200 })];
+  for (let i = 0; i < 1025; i++) calls.push(predict("cpu-added", { ms: 0 }));
+  const settled = await Promise.allSettled(calls);
+  const refused = settled.flatMap((result, index) => (result.status === "rejected" ? [index] : []));
+  t.same(refused, [1025], "only the call past the bound");
+  t.match((settled[1025] as PromiseRejectedResult).reason, {
+    code: "ERR_OVERLOADED",
+    modelName: "cpu-added",
+    message: "cpu-added: 1024 computations already wait for a thread",
+  });
+  t.equal((await predict("cpu-added", { ms: 0 })).main, false, "then served again");
 });
 
 t.test("dynamic batches are computed on the threads", async (t) => {
