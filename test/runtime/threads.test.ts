@@ -334,3 +334,38 @@ t.test("a caller that gives up ends the call home it waits on", async (t) => {
   t.ok(performance.now() - started < 2_000, "the thread was free again");
   t.same(events, [], "no thread was replaced");
 });
+
+t.test(
+  "close() answers the calls in flight at once, and ends a thread that will not stop",
+  async (t) => {
+    const own = new ModelLibrary({
+      models: [FIXTURES],
+      requiredModels: ["cpu-closing"],
+      configuration: { "cpu-closing": { model: "cpu", threads: 1 } },
+    });
+    await own.load();
+    const settled: string[] = [];
+    const outcome = (name: string, call: Promise<unknown>) =>
+      call.then(
+        (value) => ({ value }),
+        (error: unknown) => {
+          settled.push(name);
+          return { error };
+        },
+      );
+    // The first ignores its signal for 30 s; the second waits for the one thread.
+    const running = outcome("running", own.predict("cpu-closing", { ms: 30_000, obey: false }));
+    const waiting = outcome("waiting", own.predict("cpu-closing", { ms: 1 }));
+    const started = performance.now();
+    const closed = own.close().then(() => settled.push("closed"));
+    const closedError = { code: "ERR_MODEL_NOT_LOADED", message: "cpu-closing is closed" };
+    t.match(await running, { error: closedError });
+    t.match(await waiting, { error: closedError });
+    await closed;
+    t.same([...settled].sort(), ["closed", "running", "waiting"]);
+    t.equal(settled.at(-1), "closed", "the callers were answered before the thread ended");
+    const took = performance.now() - started;
+    t.ok(took < 10_000, `the thread was ended, not waited for (${Math.round(took)} ms)`);
+    await t.rejects(own.predict("cpu-closing", { ms: 1 }), closedError);
+  },
+);
