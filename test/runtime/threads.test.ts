@@ -30,6 +30,7 @@ const lib = new ModelLibrary({
     "cpu-added",
     "thread-packages",
     "cpu-throws",
+    "async-caller",
   ],
   // A configuration the library adds: its threads rebuild it too.
   configuration: { "cpu-added": { model: "cpu", threads: 1 } },
@@ -332,6 +333,36 @@ t.test("a caller that gives up ends the call home it waits on", async (t) => {
   const next = await lib.predict("caller", { kind: "plain" });
   t.same(next, { answer: "remote:plain:main", main: false });
   t.ok(performance.now() - started < 2_000, "the thread was free again");
+  t.same(events, [], "no thread was replaced");
+});
+
+t.test("an async model on a thread awaits its calls home", async (t) => {
+  events.length = 0;
+  t.same(await lib.predict("async-caller", { kind: "plain" }), {
+    answer: "remote:plain:main",
+    main: false,
+  });
+  await t.rejects(lib.predict("async-caller", { kind: "throw" }), {
+    message: "the remote refused",
+    code: "E_REMOTE",
+    retry: false,
+  });
+  const calls = await Promise.all(
+    ["a", "b", "c"].map((kind) => lib.predict<{ answer: string }>("async-caller", { kind })),
+  );
+  t.same(
+    calls.map((call) => call.answer),
+    ["remote:a:main", "remote:b:main", "remote:c:main"],
+    "concurrent calls home each get their own answer",
+  );
+  await t.rejects(
+    lib.predict("async-caller", { kind: "sleep", ms: 250 }, { signal: AbortSignal.timeout(30) }),
+    { name: "TimeoutError" },
+  );
+  t.same(await lib.predict("async-caller", { kind: "plain" }), {
+    answer: "remote:plain:main",
+    main: false,
+  });
   t.same(events, [], "no thread was replaced");
 });
 
