@@ -196,3 +196,16 @@ t.test(
     t.not(b, threadId);
   },
 );
+
+t.test("a call home with forceCompute skips the cache at home", async (t) => {
+  const lib = new ModelLibrary({ models: [FIXTURES], requiredModels: ["force-caller"] });
+  t.teardown(() => lib.close());
+  const { counted } = fixtures;
+  counted.length = 0;
+  await lib.load();
+  t.equal(await lib.predict("force-caller", { text: "a", force: false }), "A");
+  t.equal(await lib.predict("force-caller", { text: "a", force: false }), "A");
+  t.same(counted, ["a"], "the second call home was a cache hit");
+  t.equal(await lib.predict("force-caller", { text: "a", force: true }), "A");
+  t.same(counted, ["a", "a"], "forceCompute computed again");
+});
