@@ -209,3 +209,18 @@ t.test("a call home with forceCompute skips the cache at home", async (t) => {
   t.equal(await lib.predict("force-caller", { text: "a", force: true }), "A");
   t.same(counted, ["a", "a"], "forceCompute computed again");
 });
+
+t.test(
+  "a call home whose item cannot be cloned fails that call, and the thread serves on",
+  async (t) => {
+    const lib = new ModelLibrary({ models: [FIXTURES], requiredModels: ["crossing-caller"] });
+    t.teardown(() => lib.close());
+    await lib.load();
+    await t.rejects(lib.predict("crossing-caller", "function"), {
+      code: "ERR_WORKER_FAILED",
+      modelName: "async-counted",
+      message: /^async-counted: items cannot cross to the main thread/,
+    });
+    t.equal(await lib.predict("crossing-caller", "next"), "NEXT");
+  },
+);
