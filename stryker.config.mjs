@@ -107,7 +107,10 @@ const runner =
     ? {
         testRunner: "command",
         // One file at a time, as the tap runner does: the tests start threads of their own.
-        commandRunner: { command: `npx tap --disable-coverage --jobs 1 ${group.tests.join(" ")}` },
+        // `--bail`: the first failure kills the mutant, the other tests need not run.
+        commandRunner: {
+          command: `npx tap --disable-coverage --jobs 1 --bail ${group.tests.join(" ")}`,
+        },
       }
     : {
         testRunner: "tap",
