@@ -367,6 +367,85 @@ t.test("a model's timeoutMs bounds the async path and aborts its signal", async 
   t.ok(lib.get<{ aborted: boolean }>("slow_predict").aborted, "the model saw the abort");
 });
 
+t.test(
+  "under a timeout, every read of context.signal is the one signal the timeout aborts",
+  async (t) => {
+    const read: [AbortSignal | undefined, AbortSignal | undefined][] = [];
+    class TwoReads extends AsyncModel<number, string> {
+      static override configurations = { two_reads: { timeoutMs: 50 } };
+      protected override async _predict(ms: number, context: PredictContext) {
+        // Read twice, as a model does that hands its signal to two calls.
+        read.push([context.signal, context.signal]);
+        await sleep(ms);
+        return "late";
+      }
+    }
+    const lib = new ModelLibrary({ models: [TwoReads] });
+    t.teardown(() => lib.close());
+    await lib.load();
+    await t.rejects(lib.predict("two_reads", 400), { code: "ERR_PREDICTION_TIMEOUT" });
+    const [first, second] = read[0] ?? [];
+    t.equal(first, second, "one signal");
+    t.equal(first?.aborted, true, "the signal read first aborted with the timeout");
+    t.match(first?.reason, { code: "ERR_PREDICTION_TIMEOUT" });
+  },
+);
+
+t.test("timeoutMs 0: no timeout, for a sync and an async model", async (t) => {
+  class SlowSync extends Model<number, number> {
+    static override configurations = { slow_sync: { timeoutMs: 0 } };
+    protected override _predict(ms: number): number {
+      const until = performance.now() + ms;
+      while (performance.now() < until) {
+        // Busy on purpose: a sync model that nothing can interrupt.
+      }
+      return ms;
+    }
+  }
+  class SlowAsync extends AsyncModel<number, number> {
+    static override configurations = { slow_async: { timeoutMs: 0 } };
+    protected override async _predict(ms: number): Promise<number> {
+      await sleep(ms);
+      return ms;
+    }
+  }
+  const lib = new ModelLibrary({ models: [SlowSync, SlowAsync] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  t.equal(await lib.predict("slow_sync", 20), 20);
+  t.equal(await lib.predict("slow_async", 30), 30);
+  t.same(await lib.predictBatch("slow_async", [5, 10]), [5, 10]);
+});
+
+t.test("under a timeout, a cached async model answers from the cache", async (t) => {
+  const computed: string[] = [];
+  class Cached extends AsyncModel<string, string> {
+    static override configurations = {
+      cached: { timeoutMs: 1_000, modelSettings: { cachePredictions: true } },
+    };
+    protected override async _predict(text: string): Promise<string> {
+      computed.push(text);
+      return text.toUpperCase();
+    }
+  }
+  const lib = new ModelLibrary({ models: [Cached] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  t.equal(await lib.predict("cached", "a"), "A");
+  t.equal(await lib.predict("cached", "a"), "A");
+  t.same(await lib.predictBatch("cached", ["a", "b"]), ["A", "B"]);
+  t.same(computed, ["a", "b"], "each item computed once");
+  t.equal(await lib.predict("cached", "a", { forceCompute: true }), "A");
+  t.same(computed, ["a", "b", "a"], "forceCompute computes again");
+});
+
+t.test("predictBatch of no items answers []", async (t) => {
+  const lib = library({ requiredModels: ["slow_predict"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  t.same(await lib.predictBatch("slow_predict", []), []);
+});
+
 t.test("configuration keys the library would misread are refused, with a hint", async (t) => {
   const load = (configuration: Record<string, unknown>) =>
     library({ requiredModels: ["sentiment"], configuration: { sentiment: configuration } }).load();

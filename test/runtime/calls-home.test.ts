@@ -2,10 +2,11 @@ import { execFile } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { threadId } from "node:worker_threads";
 import { type DependencyModel, ModelLibrary, onThreadEvent, type ThreadEvent } from "modelkit-ts";
 import t from "tap";
 import * as fixtures from "../../dist/test/fixtures/composition-models.js";
-import { watch } from "../../dist/test/helpers/wait.js";
+import { until, watch } from "../../dist/test/helpers/wait.js";
 
 const FIXTURES = fileURLToPath(
   new URL("../../dist/test/fixtures/composition-models.js", import.meta.url),
@@ -161,3 +162,65 @@ t.test("lazy loading: get() builds the model and its wrapper works", async (t) =
     asyncThread: "worker",
   });
 });
+
+t.test(
+  "a sync model over an async one: one thread at load, a second when a call waits",
+  async (t) => {
+    const loaded: unknown[] = [];
+    const lib = new ModelLibrary({
+      models: [FIXTURES],
+      requiredModels: ["gated-sync"],
+      settings: { poolSize: 2 },
+      logger: {
+        info: (data: object, message: string) => {
+          if (message === "model threads loaded") loaded.push(data);
+        },
+        warn: () => {},
+      },
+    });
+    t.teardown(() => lib.close());
+    const { gates } = fixtures;
+    gates.length = 0;
+    await lib.load();
+    t.match(loaded, [{ model: "gated-sync", threads: 1 }], "one thread at load");
+
+    const first = lib.predict<number>("gated-sync", "first");
+    await until("the first call to reach home", () => gates.length === 1);
+    // The one thread is blocked on its call home: the second call waits, and a thread starts.
+    const second = lib.predict<number>("gated-sync", "second");
+    await until("the second call to reach home", () => gates.length === 2, { timeoutMs: 30_000 });
+    for (const release of gates.splice(0)) release();
+    const [a, b] = await Promise.all([first, second]);
+    t.not(a, b, "each on a thread of its own");
+    t.not(a, threadId);
+    t.not(b, threadId);
+  },
+);
+
+t.test("a call home with forceCompute skips the cache at home", async (t) => {
+  const lib = new ModelLibrary({ models: [FIXTURES], requiredModels: ["force-caller"] });
+  t.teardown(() => lib.close());
+  const { counted } = fixtures;
+  counted.length = 0;
+  await lib.load();
+  t.equal(await lib.predict("force-caller", { text: "a", force: false }), "A");
+  t.equal(await lib.predict("force-caller", { text: "a", force: false }), "A");
+  t.same(counted, ["a"], "the second call home was a cache hit");
+  t.equal(await lib.predict("force-caller", { text: "a", force: true }), "A");
+  t.same(counted, ["a", "a"], "forceCompute computed again");
+});
+
+t.test(
+  "a call home whose item cannot be cloned fails that call, and the thread serves on",
+  async (t) => {
+    const lib = new ModelLibrary({ models: [FIXTURES], requiredModels: ["crossing-caller"] });
+    t.teardown(() => lib.close());
+    await lib.load();
+    await t.rejects(lib.predict("crossing-caller", "function"), {
+      code: "ERR_WORKER_FAILED",
+      modelName: "async-counted",
+      message: /^async-counted: items cannot cross to the main thread/,
+    });
+    t.equal(await lib.predict("crossing-caller", "next"), "NEXT");
+  },
+);

@@ -16,6 +16,7 @@ const lib = new ModelLibrary({
     "sync-over-async",
     "chain-s1",
     "diamond-top",
+    "sync-batch-over-async",
   ],
   // The worker must build its models with the library's overrides, not the class defaults.
   configuration: { "chain-a2": { modelSettings: { tag: "A2" } } },
@@ -103,4 +104,31 @@ t.test("errors on the pool path keep their code and properties", async (t) => {
     modelName: "upper",
     issues: [{ path: [] }],
   });
+});
+
+t.test("a chunk's error on the pool path: issue paths index the whole list", async (t) => {
+  const items = [{ n: 1 }, { n: 2 }, { n: 3 }, { n: "four" }, { n: 5 }];
+  await t.rejects(lib.predict("sync-batch-over-async", { model: "async-echo", items }), {
+    code: "ERR_ITEM_VALIDATION",
+    modelName: "async-echo",
+    issues: [{ path: [3, "n"] }],
+  });
+  await t.rejects(
+    lib.predict("sync-batch-over-async", { model: "async-echo", items: [{ n: "one" }] }),
+    { code: "ERR_ITEM_VALIDATION", issues: [{ path: [0, "n"] }] },
+    "in the first chunk too",
+  );
+  await t.rejects(
+    lib.predict("sync-batch-over-async", { model: "async-fail", items: ["a", "b", "custom"] }),
+    { name: "ScoringError", code: "E_SCORING", message: "the scorer refused" },
+    "another error of a later chunk comes back as it was thrown",
+  );
+  t.same(
+    await lib.predict("sync-batch-over-async", { model: "async-echo", items: items.slice(0, 3) }),
+    [
+      { n: 1, double: 2 },
+      { n: 2, double: 4 },
+      { n: 3, double: 6 },
+    ],
+  );
 });

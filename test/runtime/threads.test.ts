@@ -30,6 +30,7 @@ const lib = new ModelLibrary({
     "cpu-added",
     "thread-packages",
     "cpu-throws",
+    "async-caller",
   ],
   // A configuration the library adds: its threads rebuild it too.
   configuration: { "cpu-added": { model: "cpu", threads: 1 } },
@@ -191,6 +192,20 @@ t.test("a caller that gives up: answered at once, the computation told to stop",
   t.same(events, [], "no thread was replaced");
 });
 
+t.test("a caller that gave up before calling: refused at once, nothing computed", async (t) => {
+  const gone = new Error("gone before the call");
+  const started = performance.now();
+  await t.rejects(
+    predict("cpu", { ms: 3_000, obey: false }, { signal: AbortSignal.abort(gone) }),
+    gone,
+  );
+  t.ok(performance.now() - started < 1_000, "without waiting for the computation");
+  // Had it reached a thread, the computation (which ignores its signal) would hold it 3 s.
+  const [a, b] = await Promise.all([predict("cpu", { ms: 1 }), predict("cpu", { ms: 1 })]);
+  t.not(a.thread, b.thread, "both threads are free");
+  t.ok(performance.now() - started < 2_000, "at once");
+});
+
 t.test("a computation that ignores its signal costs its thread, and only that", async (t) => {
   events.length = 0;
   const before = await Promise.all([predict("cpu", { ms: 50 }), predict("cpu", { ms: 50 })]);
@@ -235,6 +250,21 @@ t.test("a configuration added by the library runs on threads of its own", async 
     lib.describe().find((model) => model.configurationKey === "cpu-added"),
     { className: "Cpu", threads: 1 },
   );
+});
+
+t.test("past 1024 computations waiting for a thread, calls fail at once", async (t) => {
+  // cpu-added has one thread: the first call takes it, 1024 more wait, the next is refused.
+  const calls = [predict("cpu-added", { ms: 200 })];
+  for (let i = 0; i < 1025; i++) calls.push(predict("cpu-added", { ms: 0 }));
+  const settled = await Promise.allSettled(calls);
+  const refused = settled.flatMap((result, index) => (result.status === "rejected" ? [index] : []));
+  t.same(refused, [1025], "only the call past the bound");
+  t.match((settled[1025] as PromiseRejectedResult).reason, {
+    code: "ERR_OVERLOADED",
+    modelName: "cpu-added",
+    message: "cpu-added: 1024 computations already wait for a thread",
+  });
+  t.equal((await predict("cpu-added", { ms: 0 })).main, false, "then served again");
 });
 
 t.test("dynamic batches are computed on the threads", async (t) => {
@@ -305,3 +335,68 @@ t.test("a caller that gives up ends the call home it waits on", async (t) => {
   t.ok(performance.now() - started < 2_000, "the thread was free again");
   t.same(events, [], "no thread was replaced");
 });
+
+t.test("an async model on a thread awaits its calls home", async (t) => {
+  events.length = 0;
+  t.same(await lib.predict("async-caller", { kind: "plain" }), {
+    answer: "remote:plain:main",
+    main: false,
+  });
+  await t.rejects(lib.predict("async-caller", { kind: "throw" }), {
+    message: "the remote refused",
+    code: "E_REMOTE",
+    retry: false,
+  });
+  const calls = await Promise.all(
+    ["a", "b", "c"].map((kind) => lib.predict<{ answer: string }>("async-caller", { kind })),
+  );
+  t.same(
+    calls.map((call) => call.answer),
+    ["remote:a:main", "remote:b:main", "remote:c:main"],
+    "concurrent calls home each get their own answer",
+  );
+  await t.rejects(
+    lib.predict("async-caller", { kind: "sleep", ms: 250 }, { signal: AbortSignal.timeout(30) }),
+    { name: "TimeoutError" },
+  );
+  t.same(await lib.predict("async-caller", { kind: "plain" }), {
+    answer: "remote:plain:main",
+    main: false,
+  });
+  t.same(events, [], "no thread was replaced");
+});
+
+t.test(
+  "close() answers the calls in flight at once, and ends a thread that will not stop",
+  async (t) => {
+    const own = new ModelLibrary({
+      models: [FIXTURES],
+      requiredModels: ["cpu-closing"],
+      configuration: { "cpu-closing": { model: "cpu", threads: 1 } },
+    });
+    await own.load();
+    const settled: string[] = [];
+    const outcome = (name: string, call: Promise<unknown>) =>
+      call.then(
+        (value) => ({ value }),
+        (error: unknown) => {
+          settled.push(name);
+          return { error };
+        },
+      );
+    // The first ignores its signal for 30 s; the second waits for the one thread.
+    const running = outcome("running", own.predict("cpu-closing", { ms: 30_000, obey: false }));
+    const waiting = outcome("waiting", own.predict("cpu-closing", { ms: 1 }));
+    const started = performance.now();
+    const closed = own.close().then(() => settled.push("closed"));
+    const closedError = { code: "ERR_MODEL_NOT_LOADED", message: "cpu-closing is closed" };
+    t.match(await running, { error: closedError });
+    t.match(await waiting, { error: closedError });
+    await closed;
+    t.same([...settled].sort(), ["closed", "running", "waiting"]);
+    t.equal(settled.at(-1), "closed", "the callers were answered before the thread ended");
+    const took = performance.now() - started;
+    t.ok(took < 10_000, `the thread was ended, not waited for (${Math.round(took)} ms)`);
+    await t.rejects(own.predict("cpu-closing", { ms: 1 }), closedError);
+  },
+);
