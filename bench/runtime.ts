@@ -12,6 +12,8 @@
  *    threads.
  *
  * Usage: node dist/bench/runtime.js [--quick] [--only home,cancel,cpu,examples]
+ *        [--node-flags "--max-semi-space-size=4 ..."]
+ * `--node-flags` are given to every server the benchmark starts: to measure V8's settings.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -30,6 +32,8 @@ const quick = args.includes("--quick");
 const onlyIndex = args.indexOf("--only");
 const only = onlyIndex >= 0 ? new Set((args[onlyIndex + 1] ?? "").split(",")) : undefined;
 const selected = (name: string) => only === undefined || only.has(name);
+const flagsIndex = args.indexOf("--node-flags");
+const nodeFlags = flagsIndex >= 0 ? (args[flagsIndex + 1] ?? "").split(" ").filter(Boolean) : [];
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1] ?? 0;
 const percentile = (values: number[], p: number) => {
@@ -124,6 +128,7 @@ async function serve(
   const child = spawn(
     process.execPath,
     [
+      ...nodeFlags,
       ...nodeArgs,
       MAIN,
       "serve",
