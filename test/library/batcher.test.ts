@@ -63,6 +63,31 @@ t.test("concurrent predicts are gathered into batches of at most maxBatchSize", 
   t.equal(events.filter((e) => e.type === "complete").length, 3);
 });
 
+t.test("batch events say how long a batch waited and ran, and what it failed with", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const events = watchEvents(t);
+  const started = performance.now();
+  await Promise.all([
+    lib.predict("batched_echo", { id: 1, waitMs: 30 }),
+    lib.predict("batched_echo", { id: 2 }),
+  ]);
+  await t.rejects(lib.predict("batched_echo", { id: 3, explode: true }), {
+    message: "batch exploded",
+  });
+  const elapsed = performance.now() - started;
+  const [dispatch, complete, , failed] = events;
+  t.match(dispatch, { type: "dispatch", model: "batched_echo", size: 2, callers: 2, queued: 0 });
+  const waited = dispatch?.type === "dispatch" ? dispatch.queueWaitMs : Number.NaN;
+  t.ok(waited >= 0 && waited <= elapsed, `queueWaitMs within the test's time (${waited})`);
+  t.match(complete, { type: "complete", model: "batched_echo", size: 2 });
+  const ran = complete?.type === "complete" ? complete.durationMs : Number.NaN;
+  t.ok(ran >= 25 && ran <= elapsed, `durationMs covers the model's 30 ms (${ran})`);
+  t.notOk(complete !== undefined && "error" in complete, "a batch that answered has no error");
+  t.match(failed, { type: "complete", size: 1, error: { message: "batch exploded" } });
+});
+
 t.test("predictBatch counts items: 500 items never make a call above 64", async (t) => {
   const lib = library({ requiredModels: ["batched_echo_big"] });
   t.teardown(() => lib.close());
