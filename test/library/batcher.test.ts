@@ -219,6 +219,22 @@ t.test("a caller that aborts leaves the queue; the batch goes without it", async
   );
 });
 
+t.test("a queue whose callers all gave up sends no batch", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo_slow"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const busy = lib.predict("batched_echo_slow", { id: 0, waitMs: 100 });
+  await waitFor("the busy batch to start", () => batchCalls.batched_echo_slow !== undefined);
+  const gone = [1, 2].map((id) =>
+    lib.predict("batched_echo_slow", { id }, { signal: AbortSignal.timeout(10) }),
+  );
+  for (const call of gone) await t.rejects(call, { name: "TimeoutError" });
+  await busy;
+  // The slot the busy batch frees finds nothing to send; the next caller gets a batch alone.
+  t.same(await lib.predict("batched_echo_slow", { id: 3 }), { id: 3, double: 6 });
+  t.same(sizes("batched_echo_slow"), [1, 1], "no empty batch in between");
+});
+
 t.test("a batch is aborted only once every caller in it gave up", async (t) => {
   const lib = library({ requiredModels: ["batched_echo_big"] });
   t.teardown(() => lib.close());
