@@ -644,6 +644,30 @@ t.test("a batch that ignores its aborted signal does not hold the model's slot",
   t.same(await lib.predict("batched_echo", { id: 2 }), { id: 2, double: 4 });
 });
 
+t.test("a batch given up and then ended frees its slot once", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const events = watchEvents(t);
+  // Its slot frees when its caller gives up; the batch then ends (it throws), and that must
+  // not free the slot a second time.
+  await t.rejects(
+    lib.predict("batched_echo", { id: 0, hang: true }, { signal: AbortSignal.timeout(10) }),
+    { name: "TimeoutError" },
+  );
+  await waitFor("the given-up batch to end", () => events.some((e) => e.type === "complete"));
+  // One slot (maxConcurrentBatches 1): two full batches held open go one after the other.
+  const all = Promise.all(
+    ids(8, 10).map((item) => lib.predict("batched_echo", { ...item, hold: true })),
+  );
+  for (let i = 0; i < 2; i++) {
+    await waitFor("a held batch", () => held.length > 0);
+    held.shift()?.();
+  }
+  t.equal((await all).length, 8);
+  t.equal(mostInFlight(events), 1, "one batch at a time");
+});
+
 t.test("an invalid batching configuration is refused with ERR_INVALID_SETTINGS", async (t) => {
   const lib = library({
     requiredModels: ["batched_echo"],
