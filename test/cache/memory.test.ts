@@ -358,3 +358,33 @@ t.test("MODELKIT_CACHE_MAX_BYTES and _MAX_ENTRY_BYTES configure the memory cache
   await library.predict("cached_echo", "small");
   t.match(library.cache?.stats().models.cached_echo, { hits: 1, misses: 3 });
 });
+
+t.test("a Map, a Set, a BigInt and a cycle never share the entry of a plain value", async (t) => {
+  const library = await hostile(["cached_echo"]);
+  t.teardown(() => library.close());
+  const model = library.get<{ predict(item: unknown): unknown }>("cached_echo");
+  const cycle: Record<string, unknown> = {};
+  cycle.self = cycle;
+  // Plain values first, each printed the way one of the others could be: written, so a later
+  // item that shared one of their keys would be answered from the cache.
+  const plain = [
+    {},
+    1,
+    { "": [["x", 1]] },
+    { "": ["x"] },
+    { self: "[Circular]" },
+    { self: "[Circular: 1]" },
+  ];
+  const special = [new Map([["x", 1]]), new Set(["x"]), 1n, cycle];
+  for (const item of [...plain, ...special]) {
+    t.equal(model.predict(item), item, "computed: the model's own answer");
+  }
+  t.match(library.cache?.stats().models.cached_echo, { hits: 0, misses: 10, writes: 8 });
+
+  // Keyed and written (a Map's and a Set's answer as JSON gives them): found again. The BigInt
+  // and the cycle cannot be written, and the cycle cannot be keyed.
+  const answers = [...plain, ...special].map((item) => model.predict(item));
+  t.same(answers.slice(0, 6), plain);
+  t.same(answers.slice(6), [{}, {}, 1n, cycle]);
+  t.match(library.cache?.stats().models.cached_echo, { hits: 8, misses: 12 });
+});

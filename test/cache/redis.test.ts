@@ -1,4 +1,5 @@
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { hasErrorCode, ModelLibrary } from "modelkit-ts";
 import t from "tap";
 import * as fixtures from "../../dist/test/fixtures/cache-models.js";
@@ -284,4 +285,30 @@ t.test("Redis down at load: the library loads and computes, with a warning", asy
   await sleep(10);
   t.equal(warnings.length, 1, "one process warning, as no one listens to the cache");
   t.match(warnings[0], { name: "ModelkitCacheWarning", code: "MODELKIT_CACHE_UNAVAILABLE" });
+});
+
+t.test("the model version in the key: modelSettings.version, else modelkit-ts's", async (t) => {
+  const prefix = `versions${testNumber}:`;
+  const { version: packageVersion } = JSON.parse(
+    readFileSync(new URL("../../package.json", import.meta.url), "utf8"),
+  ) as { version: string };
+  const unversioned = await loaded(["async_sum"], { prefix });
+  t.teardown(() => unversioned.close());
+  await unversioned.predict("async_sum", { a: 5 });
+  const keys = redis.cli("KEYS", `${prefix}*`).split("\n");
+  t.match(keys, [/^versions\d+:async_sum:[\w-]{43}$/], "<prefix><configuration>:<SHA-256>");
+
+  const cases: [string, unknown, number][] = [
+    ["a number version is another key", 2, 1],
+    ["the same version as a string is the same key", "2", 0],
+    ["the package's version is the key of no version", packageVersion, 0],
+    ["another version is another key", "3", 1],
+  ];
+  for (const [what, version, computedNow] of cases) {
+    computed.length = 0;
+    const library = await loaded({ async_sum: { cachePredictions: true, version } }, { prefix });
+    t.teardown(() => library.close());
+    t.same(await library.predict("async_sum", { a: 5 }), { sum: 5 });
+    t.equal(computed.length, computedNow, what);
+  }
 });
