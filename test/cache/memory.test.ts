@@ -387,4 +387,29 @@ t.test("a Map, a Set, a BigInt and a cycle never share the entry of a plain valu
   t.same(answers.slice(0, 6), plain);
   t.same(answers.slice(6), [{}, {}, 1n, cycle]);
   t.match(library.cache?.stats().models.cached_echo, { hits: 8, misses: 12 });
+
+  // No itemSchema puts the keys in order: the key does.
+  model.predict({ x: 1, y: { p: 1, q: 2 } });
+  model.predict({ y: { q: 2, p: 1 }, x: 1 });
+  t.match(library.cache?.stats().models.cached_echo, { hits: 9, misses: 13 }, "key order");
+});
+
+t.test("library.cache: ready, lookups and writes of its own, emptied by close()", async (t) => {
+  const library = await loaded(["sum"]);
+  const cache = library.cache;
+  if (cache === undefined) throw new Error("no cache");
+  t.equal(await cache.ready(), true, "memory answers at once");
+  library.get<SumModel>("sum").predict({ a: 1 });
+  const model = { configurationKey: "sum", modelSettings: { cachePredictions: true } };
+  const key = cache.key(model, { a: 1, b: 0 });
+  const revive = (value: unknown) => ({ value });
+  t.same(cache.lookupSync("sum", [key], revive), [{ sum: 1 }], "the key the model's call used");
+
+  const other = cache.key(model, { a: 2, b: 0 });
+  await cache.store("sum", [[other, '{"sum":20}']]);
+  t.same(await cache.lookup("sum", [other, key], revive), [{ sum: 20 }, { sum: 1 }]);
+  t.same(library.get<SumModel>("sum").predict({ a: 2 }), { sum: 20 }, "found by the model");
+
+  await library.close();
+  t.same(cache.lookupSync("sum", [key, other], revive), [undefined, undefined], "emptied");
 });

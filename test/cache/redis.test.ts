@@ -102,6 +102,11 @@ t.test("hits, misses and mixed batches: one MGET per chunk, misses computed once
     writes: 6,
     errors: 0,
   });
+  t.equal(await library.cache?.ready(), true, "a connected Redis is ready at once");
+
+  redis.cli("CONFIG", "RESETSTAT");
+  await library.close();
+  t.equal(calls("quit"), 1, "close() says QUIT before it drops the connection");
 });
 
 t.test("a sync model: direct calls skip Redis, the library's async path uses it", async (t) => {
@@ -169,6 +174,33 @@ t.test("entries expire after ttlSeconds", async (t) => {
   await sleep(written + 600 - Date.now());
   await library.predict("async_sum", { a: 1 });
   t.equal(computed.length, 2, "computed again after expiry");
+
+  const prefix = `lasting${testNumber}:`;
+  const lasting = await loaded(["async_sum"], { ttlSeconds: 60, prefix });
+  t.teardown(() => lasting.close());
+  await lasting.predict("async_sum", { a: 1 });
+  const [lastingKey] = redis.cli("KEYS", `${prefix}*`).split("\n");
+  const lastingTtl = Number(redis.cli("PTTL", lastingKey as string));
+  t.ok(lastingTtl > 50_000 && lastingTtl <= 60_000, `ttlSeconds 60: PTTL ${lastingTtl} ms`);
+});
+
+t.test("a Redis that refuses writes: answers computed, the failed SET counted", async (t) => {
+  const library = await loaded(["async_sum"]);
+  t.teardown(() => library.close());
+  const cache = library.cache;
+  if (cache === undefined) throw new Error("no cache");
+  const failures: string[] = [];
+  cache.on("failure", ({ operation }) => failures.push(operation));
+  const unavailable: Error[] = [];
+  cache.on("unavailable", (error) => unavailable.push(error));
+  // Over maxmemory with the default policy (noeviction), Redis refuses writes and still reads.
+  redis.cli("CONFIG", "SET", "maxmemory", "1");
+  t.teardown(() => redis.cli("CONFIG", "SET", "maxmemory", "0"));
+  // The write is awaited before the prediction is answered.
+  t.same(await library.predict("async_sum", { a: 1 }), { sum: 1 });
+  t.match(unavailable, [{ message: /OOM/ }], "reported with Redis's own error");
+  t.same(failures, ["set"], "the lookup succeeded, the write failed");
+  t.match(cache.stats().total, { misses: 1, writes: 0, errors: 1 });
 });
 
 t.test("an entry that no longer passes returnSchema is recomputed and replaced", async (t) => {
@@ -205,6 +237,13 @@ t.test("Redis killed mid-run and restarted: every prediction is served", async (
   cache.on("available", () => events.push("available"));
   const items = Array.from({ length: 20 }, (_, a) => ({ a }));
   await library.predictBatch("async_sum", items);
+  // ioredis prints an error it emits to no listener: here one per reconnection attempt.
+  const printed: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => printed.push(args);
+  t.teardown(() => {
+    console.error = consoleError;
+  });
 
   // Concurrent callers keep predicting while Redis dies under them.
   let running = true;
@@ -228,11 +267,15 @@ t.test("Redis killed mid-run and restarted: every prediction is served", async (
   t.equal(cache.stats().available, false);
 
   await redis.restart();
+  // The client reconnects at most a second apart, and ready() waits a second.
+  t.equal(await cache.ready(), true, "ready() waits for the reconnection");
   const deadline = Date.now() + 5000;
   while (cache.stats().available === false && Date.now() < deadline) await sleep(50);
   running = false;
   await Promise.all(callers);
   t.same(events, ["unavailable", "available"], "used again once Redis answers");
+  console.error = consoleError;
+  t.same(printed, [], "nothing printed while the client reconnected");
 
   computed.length = 0;
   await library.predict("async_sum", { a: 100 });
@@ -285,6 +328,7 @@ t.test("Redis down at load: the library loads and computes, with a warning", asy
   await sleep(10);
   t.equal(warnings.length, 1, "one process warning, as no one listens to the cache");
   t.match(warnings[0], { name: "ModelkitCacheWarning", code: "MODELKIT_CACHE_UNAVAILABLE" });
+  t.equal(await library.cache?.ready(), false, "not ready while Redis is down");
 });
 
 t.test("the model version in the key: modelSettings.version, else modelkit-ts's", async (t) => {
