@@ -356,3 +356,25 @@ t.test("the model version in the key: modelSettings.version, else modelkit-ts's"
     t.equal(computed.length, computedNow, what);
   }
 });
+
+t.test("a sync model awaiting Redis keeps its timeout", async (t) => {
+  const library = new ModelLibrary({
+    models: [fixtures],
+    requiredModels: ["sum"],
+    configuration: { sum: { timeoutMs: 100 } },
+    settings: {
+      cache: { provider: "redis", url: redis.url, prefix: `test${testNumber}:`, timeoutMs: 5000 },
+    },
+  });
+  t.teardown(() => library.close());
+  await library.load();
+  t.same(await library.predict("sum", { a: 1 }), { sum: 1 });
+  redis.pause();
+  t.teardown(() => redis.resume());
+  const started = performance.now();
+  const error = await library.predict("sum", { a: 2 }).catch((e: unknown) => e);
+  const waited = performance.now() - started;
+  redis.resume();
+  t.ok(hasErrorCode(error, "ERR_PREDICTION_TIMEOUT"), "the lookup counts in the model's time");
+  t.ok(waited < 2500, `answered after ${waited.toFixed(0)} ms, not the cache's 5 s`);
+});
