@@ -378,3 +378,19 @@ t.test("a sync model awaiting Redis keeps its timeout", async (t) => {
   t.ok(hasErrorCode(error, "ERR_PREDICTION_TIMEOUT"), "the lookup counts in the model's time");
   t.ok(waited < 2500, `answered after ${waited.toFixed(0)} ms, not the cache's 5 s`);
 });
+
+t.test("a frozen Redis at load: load() waits a second at most", async (t) => {
+  redis.pause();
+  t.teardown(() => redis.resume());
+  const started = performance.now();
+  const library = await loaded(["async_sum"], { timeoutMs: 5000 });
+  t.teardown(() => library.close());
+  const waited = performance.now() - started;
+  t.ok(waited < 3000, `load() waited ${waited.toFixed(0)} ms`);
+  t.equal(library.cache?.available, true, "nothing failed yet");
+  const closing = performance.now();
+  await library.close();
+  const closed = performance.now() - closing;
+  t.ok(closed < 2500, `close() dropped the connection it set up in ${closed.toFixed(0)} ms`);
+  redis.resume();
+});
