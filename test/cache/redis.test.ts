@@ -264,6 +264,7 @@ t.test("Redis killed mid-run and restarted: every prediction is served", async (
   t.ok(served > servedAtKill, `served ${served - servedAtKill} predictions while Redis was down`);
   t.same(events, ["unavailable"], "reported once, not once per call");
   t.ok(cache.stats().total.errors >= 1);
+  t.equal(cache.stats().total.rejected, 0, "a skipped or failed lookup finds nothing");
   t.equal(cache.stats().available, false);
 
   await redis.restart();
@@ -327,7 +328,12 @@ t.test("Redis down at load: the library loads and computes, with a warning", asy
   t.equal(computed.length, 2);
   await sleep(10);
   t.equal(warnings.length, 1, "one process warning, as no one listens to the cache");
-  t.match(warnings[0], { name: "ModelkitCacheWarning", code: "MODELKIT_CACHE_UNAVAILABLE" });
+  t.match(warnings[0], {
+    name: "ModelkitCacheWarning",
+    code: "MODELKIT_CACHE_UNAVAILABLE",
+    message:
+      /^the redis prediction cache failed \(.+\); predictions are computed until it answers again$/,
+  });
   t.equal(await library.cache?.ready(), false, "not ready while Redis is down");
 });
 
@@ -393,4 +399,69 @@ t.test("a frozen Redis at load: load() waits a second at most", async (t) => {
   const closed = performance.now() - closing;
   t.ok(closed < 2500, `close() dropped the connection it set up in ${closed.toFixed(0)} ms`);
   redis.resume();
+});
+
+t.test(
+  "items that cannot be keyed never reach Redis; entries that are not JSON are rejected",
+  async (t) => {
+    const library = await loaded(["async_echo"]);
+    t.teardown(() => library.close());
+    const cache = library.cache;
+    if (cache === undefined) throw new Error("no cache");
+    const revive = (value: unknown) => ({ value });
+    t.throws(() => cache.lookupSync("async_echo", [], revive), {
+      code: "ERR_INVALID_SETTINGS",
+      message: "the redis cache cannot answer synchronously; use the async path",
+    });
+
+    const unkeyable = {
+      get key(): never {
+        throw new Error("no key");
+      },
+    };
+    redis.cli("CONFIG", "RESETSTAT");
+    t.equal(await library.predict("async_echo", unkeyable), unkeyable);
+    t.equal(calls("mget"), 0, "no lookup of a chunk with nothing to look up");
+    t.match(cache.stats().total, { misses: 1, rejected: 0, errors: 0 });
+
+    const mixed = await library.predictBatch("async_echo", ["a", unkeyable, "b"]);
+    t.same(await library.predictBatch("async_echo", ["a", unkeyable, "b"]), mixed);
+    t.match(cache.stats().total, { hits: 2, misses: 5, rejected: 0, errors: 0 });
+
+    // Its entries cannot be listed for the key, but it answers as JSON ("{}"): still not written.
+    class UnlistedMap extends Map<string, number> {
+      override entries(): never {
+        throw new Error("not listed");
+      }
+    }
+    await library.predict("async_echo", new UnlistedMap());
+    t.match(cache.stats().total, { writes: 2, errors: 0 }, "a and b only");
+    t.equal(redis.cli("KEYS", "*unkeyable*"), "");
+
+    const [key] = redis.cli("KEYS", `test${testNumber}:*`).split("\n");
+    redis.cli("SET", key as string, "not json");
+    await library.predictBatch("async_echo", ["a", "b"]);
+    t.match(cache.stats().total, { hits: 3, rejected: 1 }, "no returnSchema: still not a hit");
+  },
+);
+
+t.test("the defaults: redis://127.0.0.1:6379 and the prefix modelkit:", async (t) => {
+  const library = new ModelLibrary({
+    models: [fixtures],
+    requiredModels: ["async_sum"],
+    settings: { cache: { provider: "redis" } },
+  });
+  t.teardown(() => library.close());
+  await library.load();
+  t.equal(library.cache?.provider, "redis", "loads whether or not a Redis listens there");
+
+  const prefixed = new ModelLibrary({
+    models: [fixtures],
+    requiredModels: ["async_sum"],
+    settings: { cache: { provider: "redis", url: redis.url } },
+  });
+  t.teardown(() => prefixed.close());
+  await prefixed.load();
+  await prefixed.predict("async_sum", { a: testNumber });
+  t.match(redis.cli("KEYS", "modelkit:*").split("\n"), [/^modelkit:async_sum:/]);
 });
