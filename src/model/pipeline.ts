@@ -228,9 +228,6 @@ function store(
   name: string,
   entries: readonly (readonly [string, string])[],
 ): MaybePromise<void> {
-  // Stryker disable next-line ConditionalExpression: only saves a call: both stores keep nothing
-  // of no entries and count no writes.
-  if (entries.length === 0) return;
   if (!cache.synchronous) return cache.store(name, entries);
   try {
     cache.storeSync(name, entries);

@@ -465,3 +465,20 @@ t.test("the defaults: redis://127.0.0.1:6379 and the prefix modelkit:", async (t
   await prefixed.predict("async_sum", { a: testNumber });
   t.match(redis.cli("KEYS", "modelkit:*").split("\n"), [/^modelkit:async_sum:/]);
 });
+
+t.test(
+  "a sync model that is not cached, beside Redis, refuses an answer past its timeout",
+  async (t) => {
+    const library = new ModelLibrary({
+      models: [fixtures],
+      requiredModels: ["sum_uncached", "async_sum"],
+      configuration: { sum_uncached: { timeoutMs: 50 } },
+      settings: { cache: { provider: "redis", url: redis.url, prefix: `test${testNumber}:` } },
+    });
+    t.teardown(() => library.close());
+    await library.load();
+    t.same(await library.predict("sum_uncached", { a: 1 }), { sum: 1 });
+    const late = await library.predict("sum_uncached", { a: 99 }).catch((e: unknown) => e);
+    t.ok(hasErrorCode(late, "ERR_PREDICTION_TIMEOUT"), "200 ms of work against a 50 ms timeout");
+  },
+);
