@@ -8,23 +8,29 @@ import { configure } from "safe-stable-stringify";
  */
 const ENTRY_FORMAT = 1;
 
-// Sorted keys make `{a:1,b:2}` and `{b:2,a:1}` one entry; cycles cannot come out of a zod parse,
-// but a model without `itemSchema` may receive anything, and a key must never throw.
-const stringify = configure({ deterministic: true, bigint: true, circularValue: "[Circular]" });
+// Sorted keys make `{a:1,b:2}` and `{b:2,a:1}` one entry. Cycles cannot come out of a zod
+// parse, but a model without `itemSchema` may receive anything: a cycle throws, and the caller
+// computes such an item uncached, where a placeholder string would share the entry of an item
+// holding that string.
+const stringify = configure({ deterministic: true, circularValue: Error });
 
 /**
  * JSON drops what Maps and Sets hold (both print as `{}`): without this every Map item would
- * share one cache entry.
+ * share one cache entry. A BigInt would print as the number of the same digits.
  */
-function keepCollections(_key: string, value: unknown): unknown {
+function keepTypes(_key: string, value: unknown): unknown {
   if (value instanceof Map) return { "modelkit:Map": [...value.entries()] };
   if (value instanceof Set) return { "modelkit:Set": [...value.values()] };
+  if (typeof value === "bigint") return { "modelkit:BigInt": String(value) };
   return value;
 }
 
-/** The canonical JSON of a value: object keys sorted at every depth, Maps and Sets kept. */
-function canonicalJson(value: unknown): string {
-  return stringify(value, keepCollections) ?? "undefined";
+/**
+ * The canonical JSON of a key's parts: object keys sorted at every depth, Maps, Sets and BigInts
+ * kept. An array always prints (an `undefined` in it as `null`), so the result is a string.
+ */
+function canonicalJson(parts: unknown[]): string {
+  return stringify(parts, keepTypes) as string;
 }
 
 /** modelkit-ts's own version: the model version of configurations that name none. */

@@ -62,6 +62,8 @@ export class Pipeline<TReturn = unknown> {
         (answers) => answers[0] as TReturn,
       );
     }
+    // Stryker disable next-line BlockStatement: only saves the arrays: `computeMany` of a model
+    // with `_predict` is that call per item, answered through `#returns` without an index too.
     if (spec.computeOne !== undefined) {
       return then(spec.computeOne(parsed, context), (raw) =>
         parseOne<TReturn>(spec.returnSchema, raw, "ERR_RETURN_VALIDATION", spec.name),
@@ -199,8 +201,9 @@ function serialized(answer: unknown): string | undefined {
   try {
     return JSON.stringify(answer);
   } catch {
-    return undefined;
+    // A BigInt or a cycle.
   }
+  return undefined;
 }
 
 type Revive<T> = (value: unknown) => { value: T } | undefined;
@@ -225,7 +228,6 @@ function store(
   name: string,
   entries: readonly (readonly [string, string])[],
 ): MaybePromise<void> {
-  if (entries.length === 0) return;
   if (!cache.synchronous) return cache.store(name, entries);
   try {
     cache.storeSync(name, entries);

@@ -29,6 +29,8 @@ t.test("a sync model's direct calls use the memory cache by default", async (t) 
   const library = await loaded(["sum"]);
   t.teardown(() => library.close());
   t.equal(library.cache?.provider, "memory", "memory is the default provider");
+  const lookups: unknown[] = [];
+  library.cache?.on("lookup", (lookup) => lookups.push(lookup));
   const sum = library.get<SumModel>("sum");
   t.same(sum.predict({ a: 1, b: 2 }), { sum: 3 });
   t.same(sum.predict({ a: 1, b: 2 }), { sum: 3 });
@@ -43,6 +45,13 @@ t.test("a sync model's direct calls use the memory cache by default", async (t) 
   t.same(stats?.total, { hits: 3, misses: 2, rejected: 0, writes: 2, errors: 0 });
   t.same(stats?.models.sum, stats?.total);
   t.equal(stats?.available, true);
+  t.same(lookups, [
+    { model: "sum", hits: 0, misses: 1 },
+    { model: "sum", hits: 1, misses: 0 },
+    { model: "sum", hits: 1, misses: 0 },
+    { model: "sum", hits: 0, misses: 1 },
+    { model: "sum", hits: 1, misses: 0 },
+  ]);
 });
 
 t.test("predictBatch computes only the misses, in one call, and keeps the order", async (t) => {
@@ -250,12 +259,19 @@ t.test("maxSize bounds the entries; ttlSeconds expires them", async (t) => {
 
 t.test("bad cache settings fail the load with ERR_INVALID_SETTINGS", async (t) => {
   const cases: [CacheSettings, RegExp][] = [
-    [{ provider: "disk" } as unknown as CacheSettings, /none, memory or redis/],
+    [{ provider: "disk" } as unknown as CacheSettings, /none, memory or redis, got "disk"/],
+    [{ maxSize: 5 } as unknown as CacheSettings, /none, memory or redis, got "undefined"/],
     [{ provider: "memory", maxSize: 0 }, /maxSize must be a positive integer/],
     [{ provider: "memory", maxBytes: 1.5 }, /maxBytes must be a positive integer/],
     [{ provider: "memory", maxBytes: 100, maxEntryBytes: 200 }, /must not exceed cache.maxBytes/],
+    [{ provider: "memory", maxEntryBytes: 0 }, /cache.maxEntryBytes must be a positive integer/],
+    [{ provider: "memory", maxEntryBytes: 1.5 }, /cache.maxEntryBytes must be a positive integer/],
+    [{ provider: "memory", ttlSeconds: 0 }, /cache.ttlSeconds must be a number > 0, got 0/],
     [{ provider: "redis", url: "localhost:6379" }, /redis:\/\/ or rediss:\/\//],
+    [{ provider: "redis", url: "http://redis://x" }, /got "http:\/\/redis:\/\/x"/],
     [{ provider: "redis", timeoutMs: -1 }, /timeoutMs must be a number > 0/],
+    [{ provider: "redis", timeoutMs: 0 }, /cache.timeoutMs must be a number > 0, got 0/],
+    [{ provider: "redis", ttlSeconds: Infinity }, /cache.ttlSeconds must be a number > 0/],
   ];
   for (const [cache, message] of cases) {
     const library = new ModelLibrary({ models: [fixtures], settings: { cache } });
@@ -263,9 +279,9 @@ t.test("bad cache settings fail the load with ERR_INVALID_SETTINGS", async (t) =
       () => undefined,
       (e: unknown) => e,
     );
-    t.ok(hasErrorCode(error, "ERR_INVALID_SETTINGS"), JSON.stringify(cache));
-    t.match((error as Error).message, message);
     await library.close();
+    t.ok(hasErrorCode(error, "ERR_INVALID_SETTINGS"), JSON.stringify(cache));
+    t.match((error as Error | undefined)?.message, message);
   }
 });
 
@@ -357,4 +373,115 @@ t.test("MODELKIT_CACHE_MAX_BYTES and _MAX_ENTRY_BYTES configure the memory cache
   await library.predict("cached_echo", "small");
   await library.predict("cached_echo", "small");
   t.match(library.cache?.stats().models.cached_echo, { hits: 1, misses: 3 });
+});
+
+t.test("a Map, a Set, a BigInt and a cycle never share the entry of a plain value", async (t) => {
+  const library = await hostile(["cached_echo"]);
+  t.teardown(() => library.close());
+  const model = library.get<{ predict(item: unknown): unknown }>("cached_echo");
+  const cycle: Record<string, unknown> = {};
+  cycle.self = cycle;
+  // Plain values first, each printed the way one of the others could be: written, so a later
+  // item that shared one of their keys would be answered from the cache.
+  const plain = [
+    {},
+    1,
+    { "": [["x", 1]] },
+    { "": ["x"] },
+    { self: "[Circular]" },
+    { self: "[Circular: 1]" },
+  ];
+  const special = [new Map([["x", 1]]), new Set(["x"]), new Set(["y"]), 1n, cycle];
+  for (const item of [...plain, ...special]) {
+    t.equal(model.predict(item), item, "computed: the model's own answer");
+  }
+  t.match(library.cache?.stats().models.cached_echo, { hits: 0, misses: 11, writes: 9 });
+
+  // Keyed and written (the answer of a Map or a Set as JSON gives it): found again. The BigInt
+  // and the cycle cannot be written, and the cycle cannot be keyed.
+  const answers = [...plain, ...special].map((item) => model.predict(item));
+  t.same(answers.slice(0, 6), plain);
+  t.same(answers.slice(6), [{}, {}, {}, 1n, cycle]);
+  t.match(library.cache?.stats().models.cached_echo, { hits: 9, misses: 13 });
+
+  // No itemSchema puts the keys in order: the key does.
+  model.predict({ x: 1, y: { p: 1, q: 2 } });
+  model.predict({ y: { q: 2, p: 1 }, x: 1 });
+  t.match(library.cache?.stats().models.cached_echo, { hits: 10, misses: 14 }, "key order");
+});
+
+t.test("library.cache: ready, lookups and writes of its own, emptied by close()", async (t) => {
+  const library = await loaded(["sum"]);
+  const cache = library.cache;
+  if (cache === undefined) throw new Error("no cache");
+  t.equal(await cache.ready(), true, "memory answers at once");
+  library.get<SumModel>("sum").predict({ a: 1 });
+  const model = { configurationKey: "sum", modelSettings: { cachePredictions: true } };
+  const key = cache.key(model, { a: 1, b: 0 });
+  const revive = (value: unknown) => ({ value });
+  t.same(cache.lookupSync("sum", [key], revive), [{ sum: 1 }], "the key the model's call used");
+
+  const other = cache.key(model, { a: 2, b: 0 });
+  await cache.store("sum", [[other, '{"sum":20}']]);
+  t.same(await cache.lookup("sum", [other, key], revive), [{ sum: 20 }, { sum: 1 }]);
+  t.same(library.get<SumModel>("sum").predict({ a: 2 }), { sum: 20 }, "found by the model");
+
+  await library.close();
+  t.same(cache.lookupSync("sum", [key, other], revive), [undefined, undefined], "emptied");
+});
+
+t.test("maxEntryBytes defaults to 1 MiB, or maxBytes when that is less", async (t) => {
+  const library = await hostile(["cached_echo"]);
+  t.teardown(() => library.close());
+  const large = "x".repeat(1024 * 1024 + 1);
+  await library.predict("cached_echo", large);
+  await library.predict("cached_echo", large);
+  t.match(library.cache?.stats().models.cached_echo, { hits: 0, misses: 2 }, "over 1 MiB");
+
+  const small = await hostile(["cached_echo"], { provider: "memory", maxBytes: 200 });
+  t.teardown(() => small.close());
+  const item = "x".repeat(150);
+  await small.predict("cached_echo", item);
+  await small.predict("cached_echo", item);
+  t.match(small.cache?.stats().models.cached_echo, { hits: 0, misses: 2 }, "over maxBytes");
+  await small.predict("cached_echo", "y");
+  await small.predict("cached_echo", "y");
+  t.match(small.cache?.stats().models.cached_echo, { hits: 1, misses: 3 });
+
+  const equal = await hostile(["cached_echo"], {
+    provider: "memory",
+    maxBytes: 300,
+    maxEntryBytes: 300,
+  });
+  t.teardown(() => equal.close());
+  t.equal(equal.cache?.provider, "memory", "maxEntryBytes may equal maxBytes");
+});
+
+t.test("items that cannot be keyed are computed each on its own, among cached ones", async (t) => {
+  const library = await hostile(["cached_echo", "cached_depth"]);
+  t.teardown(() => library.close());
+  const model = library.get<{
+    predictBatch(items: unknown[], options?: { forceCompute?: boolean }): unknown[];
+  }>("cached_echo");
+  const unkeyable = (i: number) => ({
+    i,
+    get key(): never {
+      throw new Error("no key");
+    },
+  });
+  model.predictBatch(["a", "b"]);
+  // Enough items that cannot be keyed to tell unique keys from ones that only look unique.
+  const items = ["a", ...Array.from({ length: 30 }, (_, i) => unkeyable(i)), "b"];
+  const answers = model.predictBatch(items);
+  t.ok(
+    answers.every((answer, i) => answer === items[i] || (i === 0 && answer === "a")),
+    "each item its own answer, in its place",
+  );
+  t.equal(answers.at(-1), "b");
+  t.match(library.cache?.stats().models.cached_echo, { hits: 2, misses: 32, writes: 2 });
+
+  // Its answer is JSON, but its key is not: nothing written, nothing counted.
+  const depth = library.get<{ predict(item: unknown, options: object): number }>("cached_depth");
+  t.equal(depth.predict(unkeyable(0), { forceCompute: true }), 0);
+  t.equal(library.cache?.stats().models.cached_depth, undefined);
 });

@@ -1,4 +1,5 @@
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { hasErrorCode, ModelLibrary } from "modelkit-ts";
 import t from "tap";
 import * as fixtures from "../../dist/test/fixtures/cache-models.js";
@@ -101,6 +102,11 @@ t.test("hits, misses and mixed batches: one MGET per chunk, misses computed once
     writes: 6,
     errors: 0,
   });
+  t.equal(await library.cache?.ready(), true, "a connected Redis is ready at once");
+
+  redis.cli("CONFIG", "RESETSTAT");
+  await library.close();
+  t.equal(calls("quit"), 1, "close() says QUIT before it drops the connection");
 });
 
 t.test("a sync model: direct calls skip Redis, the library's async path uses it", async (t) => {
@@ -168,6 +174,33 @@ t.test("entries expire after ttlSeconds", async (t) => {
   await sleep(written + 600 - Date.now());
   await library.predict("async_sum", { a: 1 });
   t.equal(computed.length, 2, "computed again after expiry");
+
+  const prefix = `lasting${testNumber}:`;
+  const lasting = await loaded(["async_sum"], { ttlSeconds: 60, prefix });
+  t.teardown(() => lasting.close());
+  await lasting.predict("async_sum", { a: 1 });
+  const [lastingKey] = redis.cli("KEYS", `${prefix}*`).split("\n");
+  const lastingTtl = Number(redis.cli("PTTL", lastingKey as string));
+  t.ok(lastingTtl > 50_000 && lastingTtl <= 60_000, `ttlSeconds 60: PTTL ${lastingTtl} ms`);
+});
+
+t.test("a Redis that refuses writes: answers computed, the failed SET counted", async (t) => {
+  const library = await loaded(["async_sum"]);
+  t.teardown(() => library.close());
+  const cache = library.cache;
+  if (cache === undefined) throw new Error("no cache");
+  const failures: string[] = [];
+  cache.on("failure", ({ operation }) => failures.push(operation));
+  const unavailable: Error[] = [];
+  cache.on("unavailable", (error) => unavailable.push(error));
+  // Over maxmemory with the default policy (noeviction), Redis refuses writes and still reads.
+  redis.cli("CONFIG", "SET", "maxmemory", "1");
+  t.teardown(() => redis.cli("CONFIG", "SET", "maxmemory", "0"));
+  // The write is awaited before the prediction is answered.
+  t.same(await library.predict("async_sum", { a: 1 }), { sum: 1 });
+  t.match(unavailable, [{ message: /OOM/ }], "reported with Redis's own error");
+  t.same(failures, ["set"], "the lookup succeeded, the write failed");
+  t.match(cache.stats().total, { misses: 1, writes: 0, errors: 1 });
 });
 
 t.test("an entry that no longer passes returnSchema is recomputed and replaced", async (t) => {
@@ -204,6 +237,13 @@ t.test("Redis killed mid-run and restarted: every prediction is served", async (
   cache.on("available", () => events.push("available"));
   const items = Array.from({ length: 20 }, (_, a) => ({ a }));
   await library.predictBatch("async_sum", items);
+  // ioredis prints an error it emits to no listener: here one per reconnection attempt.
+  const printed: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => printed.push(args);
+  t.teardown(() => {
+    console.error = consoleError;
+  });
 
   // Concurrent callers keep predicting while Redis dies under them.
   let running = true;
@@ -224,14 +264,19 @@ t.test("Redis killed mid-run and restarted: every prediction is served", async (
   t.ok(served > servedAtKill, `served ${served - servedAtKill} predictions while Redis was down`);
   t.same(events, ["unavailable"], "reported once, not once per call");
   t.ok(cache.stats().total.errors >= 1);
+  t.equal(cache.stats().total.rejected, 0, "a skipped or failed lookup finds nothing");
   t.equal(cache.stats().available, false);
 
   await redis.restart();
+  // The client reconnects at most a second apart, and ready() waits a second.
+  t.equal(await cache.ready(), true, "ready() waits for the reconnection");
   const deadline = Date.now() + 5000;
   while (cache.stats().available === false && Date.now() < deadline) await sleep(50);
   running = false;
   await Promise.all(callers);
   t.same(events, ["unavailable", "available"], "used again once Redis answers");
+  console.error = consoleError;
+  t.same(printed, [], "nothing printed while the client reconnected");
 
   computed.length = 0;
   await library.predict("async_sum", { a: 100 });
@@ -283,5 +328,157 @@ t.test("Redis down at load: the library loads and computes, with a warning", asy
   t.equal(computed.length, 2);
   await sleep(10);
   t.equal(warnings.length, 1, "one process warning, as no one listens to the cache");
-  t.match(warnings[0], { name: "ModelkitCacheWarning", code: "MODELKIT_CACHE_UNAVAILABLE" });
+  t.match(warnings[0], {
+    name: "ModelkitCacheWarning",
+    code: "MODELKIT_CACHE_UNAVAILABLE",
+    message:
+      /^the redis prediction cache failed \(.+\); predictions are computed until it answers again$/,
+  });
+  t.equal(await library.cache?.ready(), false, "not ready while Redis is down");
 });
+
+t.test("the model version in the key: modelSettings.version, else modelkit-ts's", async (t) => {
+  const prefix = `versions${testNumber}:`;
+  const { version: packageVersion } = JSON.parse(
+    readFileSync(new URL("../../package.json", import.meta.url), "utf8"),
+  ) as { version: string };
+  const unversioned = await loaded(["async_sum"], { prefix });
+  t.teardown(() => unversioned.close());
+  await unversioned.predict("async_sum", { a: 5 });
+  const keys = redis.cli("KEYS", `${prefix}*`).split("\n");
+  t.match(keys, [/^versions\d+:async_sum:[\w-]{43}$/], "<prefix><configuration>:<SHA-256>");
+
+  const cases: [string, unknown, number][] = [
+    ["a number version is another key", 2, 1],
+    ["the same version as a string is the same key", "2", 0],
+    ["the package's version is the key of no version", packageVersion, 0],
+    ["another version is another key", "3", 1],
+  ];
+  for (const [what, version, computedNow] of cases) {
+    computed.length = 0;
+    const library = await loaded({ async_sum: { cachePredictions: true, version } }, { prefix });
+    t.teardown(() => library.close());
+    t.same(await library.predict("async_sum", { a: 5 }), { sum: 5 });
+    t.equal(computed.length, computedNow, what);
+  }
+});
+
+t.test("a sync model awaiting Redis keeps its timeout", async (t) => {
+  const library = new ModelLibrary({
+    models: [fixtures],
+    requiredModels: ["sum"],
+    configuration: { sum: { timeoutMs: 100 } },
+    settings: {
+      cache: { provider: "redis", url: redis.url, prefix: `test${testNumber}:`, timeoutMs: 5000 },
+    },
+  });
+  t.teardown(() => library.close());
+  await library.load();
+  t.same(await library.predict("sum", { a: 1 }), { sum: 1 });
+  redis.pause();
+  t.teardown(() => redis.resume());
+  const started = performance.now();
+  const error = await library.predict("sum", { a: 2 }).catch((e: unknown) => e);
+  const waited = performance.now() - started;
+  redis.resume();
+  t.ok(hasErrorCode(error, "ERR_PREDICTION_TIMEOUT"), "the lookup counts in the model's time");
+  t.ok(waited < 2500, `answered after ${waited.toFixed(0)} ms, not the cache's 5 s`);
+});
+
+t.test("a frozen Redis at load: load() waits a second at most", async (t) => {
+  redis.pause();
+  t.teardown(() => redis.resume());
+  const started = performance.now();
+  const library = await loaded(["async_sum"], { timeoutMs: 5000 });
+  t.teardown(() => library.close());
+  const waited = performance.now() - started;
+  t.ok(waited < 3000, `load() waited ${waited.toFixed(0)} ms`);
+  t.equal(library.cache?.available, true, "nothing failed yet");
+  const closing = performance.now();
+  await library.close();
+  const closed = performance.now() - closing;
+  t.ok(closed < 2500, `close() dropped the connection it set up in ${closed.toFixed(0)} ms`);
+  redis.resume();
+});
+
+t.test(
+  "items that cannot be keyed never reach Redis; entries that are not JSON are rejected",
+  async (t) => {
+    const library = await loaded(["async_echo"]);
+    t.teardown(() => library.close());
+    const cache = library.cache;
+    if (cache === undefined) throw new Error("no cache");
+    const revive = (value: unknown) => ({ value });
+    t.throws(() => cache.lookupSync("async_echo", [], revive), {
+      code: "ERR_INVALID_SETTINGS",
+      message: "the redis cache cannot answer synchronously; use the async path",
+    });
+
+    const unkeyable = {
+      get key(): never {
+        throw new Error("no key");
+      },
+    };
+    redis.cli("CONFIG", "RESETSTAT");
+    t.equal(await library.predict("async_echo", unkeyable), unkeyable);
+    t.equal(calls("mget"), 0, "no lookup of a chunk with nothing to look up");
+    t.match(cache.stats().total, { misses: 1, rejected: 0, errors: 0 });
+
+    const mixed = await library.predictBatch("async_echo", ["a", unkeyable, "b"]);
+    t.same(await library.predictBatch("async_echo", ["a", unkeyable, "b"]), mixed);
+    t.match(cache.stats().total, { hits: 2, misses: 5, rejected: 0, errors: 0 });
+
+    // Its entries cannot be listed for the key, but it answers as JSON ("{}"): still not written.
+    class UnlistedMap extends Map<string, number> {
+      override entries(): never {
+        throw new Error("not listed");
+      }
+    }
+    await library.predict("async_echo", new UnlistedMap());
+    t.match(cache.stats().total, { writes: 2, errors: 0 }, "a and b only");
+    t.equal(redis.cli("KEYS", "*unkeyable*"), "");
+
+    const [key] = redis.cli("KEYS", `test${testNumber}:*`).split("\n");
+    redis.cli("SET", key as string, "not json");
+    await library.predictBatch("async_echo", ["a", "b"]);
+    t.match(cache.stats().total, { hits: 3, rejected: 1 }, "no returnSchema: still not a hit");
+  },
+);
+
+t.test("the defaults: redis://127.0.0.1:6379 and the prefix modelkit:", async (t) => {
+  const library = new ModelLibrary({
+    models: [fixtures],
+    requiredModels: ["async_sum"],
+    settings: { cache: { provider: "redis" } },
+  });
+  t.teardown(() => library.close());
+  await library.load();
+  t.equal(library.cache?.provider, "redis", "loads whether or not a Redis listens there");
+
+  const prefixed = new ModelLibrary({
+    models: [fixtures],
+    requiredModels: ["async_sum"],
+    settings: { cache: { provider: "redis", url: redis.url } },
+  });
+  t.teardown(() => prefixed.close());
+  await prefixed.load();
+  await prefixed.predict("async_sum", { a: testNumber });
+  t.match(redis.cli("KEYS", "modelkit:*").split("\n"), [/^modelkit:async_sum:/]);
+});
+
+t.test(
+  "a sync model that is not cached, beside Redis, refuses an answer past its timeout",
+  async (t) => {
+    const library = new ModelLibrary({
+      models: [fixtures],
+      requiredModels: ["sum_uncached", "async_sum"],
+      configuration: { sum_uncached: { timeoutMs: 50 } },
+      settings: { cache: { provider: "redis", url: redis.url, prefix: `test${testNumber}:` } },
+    });
+    t.teardown(() => library.close());
+    await library.load();
+    t.same(await library.predict("sum_uncached", { a: 1 }), { sum: 1 });
+    const late = await library.predict("sum_uncached", { a: 99 }).catch((e: unknown) => e);
+    t.ok(hasErrorCode(late, "ERR_PREDICTION_TIMEOUT"), "200 ms of work against a 50 ms timeout");
+  },
+);

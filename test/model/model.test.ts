@@ -1,4 +1,4 @@
-import { AsyncModel, Model, type PredictContext } from "modelkit-ts";
+import { AsyncModel, Model, ModelLibrary, type PredictContext } from "modelkit-ts";
 import t from "tap";
 import { z } from "zod";
 
@@ -236,6 +236,7 @@ t.test("_predictBatch answering the wrong number of results", async (t) => {
   t.throws(() => new Short().predictBatch([1, 2]), {
     code: "ERR_BATCH_LENGTH_MISMATCH",
     modelName: "short",
+    message: "short: _predictBatch returned 1 results for 2 items",
   });
   t.throws(() => new Short().predict(1), { code: "ERR_BATCH_LENGTH_MISMATCH" });
   await t.rejects(new AsyncShort().predictBatch([1, 2]), { code: "ERR_BATCH_LENGTH_MISMATCH" });
@@ -451,3 +452,18 @@ t.test("settings, describe() and standalone construction", async (t) => {
   t.equal(new AsyncIdentity().describe().kind, "async");
   t.throws(() => model.predictBatch(["a"], { batchSize: 0 }), { code: "ERR_INVALID_SETTINGS" });
 });
+
+t.test(
+  "a model with _predict on a thread: a single prediction is its chunk of one's answer",
+  async (t) => {
+    const library = new ModelLibrary({
+      models: [new URL("../../dist/test/fixtures/thread-models.js", import.meta.url).href],
+      requiredModels: ["cpu-anything"],
+    });
+    t.teardown(() => library.close());
+    await library.load();
+    const answer = await library.predict("cpu-anything", {});
+    t.type(answer, "number", "the thread's id");
+    t.not(answer, 0, "not the main thread's");
+  },
+);
