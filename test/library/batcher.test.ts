@@ -668,6 +668,23 @@ t.test("a batch given up and then ended frees its slot once", async (t) => {
   t.equal(mostInFlight(events), 1, "one batch at a time");
 });
 
+t.test("a caller's forceCompute reaches its batch: computed again, not looked up", async (t) => {
+  const lib = library({
+    requiredModels: ["batched_echo"],
+    configuration: { batched_echo: { modelSettings: { cachePredictions: true } } },
+  });
+  t.teardown(() => lib.close());
+  await lib.load();
+  t.same(await lib.predict("batched_echo", { id: 1 }), { id: 1, double: 2 });
+  t.same(await lib.predict("batched_echo", { id: 1 }), { id: 1, double: 2 });
+  t.same(sizes("batched_echo"), [1], "the second call answered from the cache");
+  t.same(await lib.predict("batched_echo", { id: 1 }, { forceCompute: true }), {
+    id: 1,
+    double: 2,
+  });
+  t.same(sizes("batched_echo"), [1, 1], "forceCompute computed it again");
+});
+
 t.test("an invalid batching configuration is refused with ERR_INVALID_SETTINGS", async (t) => {
   const lib = library({
     requiredModels: ["batched_echo"],
@@ -679,6 +696,37 @@ t.test("an invalid batching configuration is refused with ERR_INVALID_SETTINGS",
     code: "ERR_INVALID_SETTINGS",
     message: /maxBatchSize must be a positive integer/,
   });
+});
+
+t.test("an invalid maxDelayMs or maxQueueSize is refused; their least values serve", async (t) => {
+  const refused: [object, RegExp][] = [
+    [{ maxDelayMs: -1 }, /maxDelayMs must be a number of milliseconds >= 0, got -1/],
+    [{ maxDelayMs: Number.NaN }, /maxDelayMs must be .*, got NaN/],
+    [{ maxDelayMs: Number.POSITIVE_INFINITY }, /maxDelayMs must be .*, got Infinity/],
+    [{ maxDelayMs: 1, maxQueueSize: 0 }, /maxQueueSize must be a positive integer, got 0/],
+    [{ maxDelayMs: 1, maxQueueSize: 2.5 }, /maxQueueSize must be a positive integer, got 2.5/],
+  ];
+  for (const [batching, message] of refused) {
+    const lib = library({
+      requiredModels: ["batched_echo"],
+      configuration: { batched_echo: { batching: { maxBatchSize: 4, ...batching } } },
+    });
+    await lib.load();
+    await t.rejects(lib.predict("batched_echo", { id: 1 }), {
+      code: "ERR_INVALID_SETTINGS",
+      message,
+    });
+    await lib.close();
+  }
+  const least = library({
+    requiredModels: ["batched_echo"],
+    configuration: {
+      batched_echo: { batching: { maxBatchSize: 1, maxDelayMs: 0, maxQueueSize: 1 } },
+    },
+  });
+  t.teardown(() => least.close());
+  await least.load();
+  t.same(await least.predict("batched_echo", { id: 1 }), { id: 1, double: 2 });
 });
 
 t.test(
