@@ -154,30 +154,11 @@ export class Batcher {
     },
   ) {
     this.modelName = modelName;
-    const { maxBatchSize, maxDelayMs, maxQueueSize } = configuration;
-    const maxConcurrentBatches = configuration.maxConcurrentBatches ?? options.threads ?? 1;
-    if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) {
-      throw invalid(modelName, `maxBatchSize must be a positive integer, got ${maxBatchSize}`);
-    }
-    if (typeof maxDelayMs !== "number" || !(maxDelayMs >= 0) || !Number.isFinite(maxDelayMs)) {
-      throw invalid(
-        modelName,
-        `maxDelayMs must be a number of milliseconds >= 0, got ${maxDelayMs}`,
-      );
-    }
-    if (maxQueueSize !== undefined && (!Number.isInteger(maxQueueSize) || maxQueueSize < 1)) {
-      throw invalid(modelName, `maxQueueSize must be a positive integer, got ${maxQueueSize}`);
-    }
-    if (!Number.isInteger(maxConcurrentBatches) || maxConcurrentBatches < 1) {
-      throw invalid(
-        modelName,
-        `maxConcurrentBatches (default: the model's threads, else 1) must be a positive integer, got ${maxConcurrentBatches}`,
-      );
-    }
-    this.maxBatchSize = maxBatchSize;
-    this.maxDelayMs = maxDelayMs;
-    this.maxQueueSize = maxQueueSize ?? defaultQueueSize(maxBatchSize);
-    this.maxConcurrentBatches = maxConcurrentBatches;
+    const settings = batchingSettings(modelName, configuration, options.threads);
+    this.maxBatchSize = settings.maxBatchSize;
+    this.maxDelayMs = settings.maxDelayMs;
+    this.maxQueueSize = settings.maxQueueSize;
+    this.maxConcurrentBatches = settings.maxConcurrentBatches;
     this.#itemSchema = options.itemSchema;
     this.#run = options.run;
   }
@@ -567,6 +548,41 @@ function errorFor(part: Part, error: unknown): unknown {
     `${error.modelName}: another prediction in the same batch failed return validation, so the batch has no results`,
     { modelName: error.modelName, cause: error },
   );
+}
+
+/**
+ * The batching settings in force, defaults filled in; refuses a configuration that cannot
+ * batch (`ERR_INVALID_SETTINGS`). The library checks every configuration with it at load, so a
+ * model whose batching is wrong fails its load instead of its first request.
+ */
+export function batchingSettings(
+  modelName: string,
+  configuration: BatchingConfiguration,
+  threads: number | undefined,
+): Required<BatchingConfiguration> {
+  const { maxBatchSize, maxDelayMs, maxQueueSize } = configuration;
+  const maxConcurrentBatches = configuration.maxConcurrentBatches ?? threads ?? 1;
+  if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) {
+    throw invalid(modelName, `maxBatchSize must be a positive integer, got ${maxBatchSize}`);
+  }
+  if (typeof maxDelayMs !== "number" || !(maxDelayMs >= 0) || !Number.isFinite(maxDelayMs)) {
+    throw invalid(modelName, `maxDelayMs must be a number of milliseconds >= 0, got ${maxDelayMs}`);
+  }
+  if (maxQueueSize !== undefined && (!Number.isInteger(maxQueueSize) || maxQueueSize < 1)) {
+    throw invalid(modelName, `maxQueueSize must be a positive integer, got ${maxQueueSize}`);
+  }
+  if (!Number.isInteger(maxConcurrentBatches) || maxConcurrentBatches < 1) {
+    throw invalid(
+      modelName,
+      `maxConcurrentBatches (default: the model's threads, else 1) must be a positive integer, got ${maxConcurrentBatches}`,
+    );
+  }
+  return {
+    maxBatchSize,
+    maxDelayMs,
+    maxQueueSize: maxQueueSize ?? defaultQueueSize(maxBatchSize),
+    maxConcurrentBatches,
+  };
 }
 
 function invalid(modelName: string, message: string): ModelkitError {

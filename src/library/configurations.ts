@@ -1,5 +1,6 @@
 import { didYouMean, ModelkitError } from "../errors.js";
 import type { ModelConfiguration } from "../model/types.js";
+import { batchingSettings } from "./batcher.js";
 import { notFound } from "./graph.js";
 import { isModelClass, type Registration } from "./registry.js";
 import type { ResolvedOptions } from "./settings.js";
@@ -116,9 +117,15 @@ export function checkConfiguration(name: string, configuration: ModelConfigurati
       fail(`modelSettings.${key} is not read (did you mean modelSettings.${meant}?)`);
     }
   }
-  const { threads, timeoutMs, modelSettings, modelDependencies } = configuration;
+  const { threads, timeoutMs, modelSettings, modelDependencies, batching } = configuration;
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 256)) {
     fail(`threads must be an integer from 1 to 256, got ${String(threads)}`);
+  }
+  if (batching !== undefined) {
+    if (typeof batching !== "object" || batching === null || Array.isArray(batching)) {
+      fail("batching must be an object");
+    }
+    batchingSettings(name, batching, threads);
   }
   if (
     timeoutMs !== undefined &&
