@@ -92,6 +92,10 @@ const KEYS = [
 ];
 const LIBRARY_SETTINGS = ["cachePredictions", "batchSize", "version"];
 
+/** What `batching` and `modelSettings` must be: an object, not null and not an array. */
+const isObject = (value: unknown) =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
 const camel = (key: string) =>
   key.replace(/_([a-z0-9])/g, (_, letter: string) => letter.toUpperCase());
 
@@ -122,9 +126,7 @@ export function checkConfiguration(name: string, configuration: ModelConfigurati
     fail(`threads must be an integer from 1 to 256, got ${String(threads)}`);
   }
   if (batching !== undefined) {
-    if (typeof batching !== "object" || batching === null || Array.isArray(batching)) {
-      fail("batching must be an object");
-    }
+    if (!isObject(batching)) fail("batching must be an object");
     batchingSettings(name, batching, threads);
   }
   if (
@@ -133,10 +135,7 @@ export function checkConfiguration(name: string, configuration: ModelConfigurati
   ) {
     fail(`timeoutMs must be a number of milliseconds >= 0 (0: none), got ${String(timeoutMs)}`);
   }
-  if (
-    modelSettings !== undefined &&
-    (typeof modelSettings !== "object" || modelSettings === null || Array.isArray(modelSettings))
-  ) {
+  if (modelSettings !== undefined && !isObject(modelSettings)) {
     fail("modelSettings must be an object");
   }
   if (modelDependencies !== undefined) {
