@@ -35,6 +35,21 @@ function mostInFlight(events: readonly BatchEvent[]): number {
   return most;
 }
 
+/**
+ * `batched_echo_slow` (1 s delay), loaded, with a batch of `waitMs` running: later arrivals
+ * queue and wait the delay instead of going idle. It waits for that batch to start, not a fixed
+ * time: on a starved machine a short timer can fire before the batcher's idle check, and the
+ * next arrivals would join that first batch.
+ */
+async function busySlowModel(t: Test, waitMs: number) {
+  const lib = library({ requiredModels: ["batched_echo_slow"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const busy = lib.predict("batched_echo_slow", { id: 0, waitMs });
+  await waitFor("the busy batch to start", () => batchCalls.batched_echo_slow !== undefined);
+  return { lib, busy };
+}
+
 const ids = (n: number, from = 0) => Array.from({ length: n }, (_, i) => ({ id: from + i }));
 const sizes = (name: string) => (batchCalls[name] ?? []).map((items) => items.length);
 
@@ -192,14 +207,7 @@ t.test("return validation: the bad item's caller sees its own issue", async (t) 
 });
 
 t.test("a caller that aborts leaves the queue; the batch goes without it", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo_slow"] });
-  t.teardown(() => lib.close());
-  await lib.load();
-  // Keep the model busy so later arrivals queue (and wait the 1 s delay) instead of going idle.
-  // Wait for its batch to start, not a fixed time: on a starved machine a short timer can fire
-  // before the batcher's idle check, and the next arrivals would join that first batch.
-  const busy = lib.predict("batched_echo_slow", { id: 0, waitMs: 200 });
-  await waitFor("the busy batch to start", () => batchCalls.batched_echo_slow !== undefined);
+  const { lib, busy } = await busySlowModel(t, 200);
   const controller = new AbortController();
   const gone = lib.predict("batched_echo_slow", { id: 1 }, { signal: controller.signal });
   const kept = [2, 3].map((id) => lib.predict("batched_echo_slow", { id }));
@@ -220,11 +228,7 @@ t.test("a caller that aborts leaves the queue; the batch goes without it", async
 });
 
 t.test("a queue whose callers all gave up sends no batch", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo_slow"] });
-  t.teardown(() => lib.close());
-  await lib.load();
-  const busy = lib.predict("batched_echo_slow", { id: 0, waitMs: 100 });
-  await waitFor("the busy batch to start", () => batchCalls.batched_echo_slow !== undefined);
+  const { lib, busy } = await busySlowModel(t, 100);
   const gone = [1, 2].map((id) =>
     lib.predict("batched_echo_slow", { id }, { signal: AbortSignal.timeout(10) }),
   );
