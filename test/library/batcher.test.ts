@@ -1,5 +1,6 @@
+import diagnosticsChannel from "node:diagnostics_channel";
 import { getEventListeners } from "node:events";
-import { type BatchEvent, ModelLibrary, onBatchEvent } from "modelkit-ts";
+import { BATCH_CHANNEL, type BatchEvent, ModelLibrary, onBatchEvent } from "modelkit-ts";
 import t, { type Test } from "tap";
 import * as fixtures from "../../dist/test/fixtures/batch-models.js";
 import { sleep, until } from "../../dist/test/helpers/wait.js";
@@ -344,6 +345,74 @@ t.test("over maxQueueSize: ERR_OVERLOADED at once, never an unbounded queue", as
   const big = await lib.predictBatch("batched_echo", ids(25));
   t.equal(big.length, 25, "an empty queue admits a request larger than the bound");
   t.ok(sizes("batched_echo").every((n) => n <= 4));
+});
+
+t.test("without maxQueueSize, the queue holds max(1024, 16 × maxBatchSize) items", async (t) => {
+  for (const [maxBatchSize, bound] of [
+    [8, 1024],
+    [128, 2048],
+  ] as const) {
+    const lib = library({
+      requiredModels: ["batched_echo_slow"],
+      configuration: { batched_echo_slow: { batching: { maxBatchSize, maxDelayMs: 1000 } } },
+    });
+    await lib.load();
+    // A held batch takes the one slot: everything after it waits in the queue.
+    const busy = lib.predict("batched_echo_slow", { id: 0, hold: true });
+    await waitFor("the held batch to start", () => held.length === 1);
+    const queued = [
+      lib.predictBatch("batched_echo_slow", ids(bound - 1, 1)),
+      lib.predict("batched_echo_slow", { id: bound }),
+    ];
+    await t.rejects(
+      lib.predict("batched_echo_slow", { id: bound + 1 }),
+      { code: "ERR_OVERLOADED", message: `(maxQueueSize ${bound})` },
+      `maxBatchSize ${maxBatchSize}: item ${bound + 1} is refused`,
+    );
+    held.shift()?.();
+    await busy;
+    t.equal((await Promise.all(queued)).flat().length, bound, `the ${bound} queued are answered`);
+    await lib.close();
+  }
+});
+
+t.test("an empty predictBatch of a batching model: [] at once, no batch", async (t) => {
+  const lib = library({ requiredModels: ["batched_echo"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const events = watchEvents(t);
+  t.same(await lib.predictBatch("batched_echo", []), []);
+  t.same(events, [], "nothing queued, nothing sent");
+});
+
+t.test("a batching model without a timeout serves a caller without a signal", async (t) => {
+  const lib = library({
+    requiredModels: ["batched_echo"],
+    configuration: { batched_echo: { timeoutMs: 0 } },
+  });
+  t.teardown(() => lib.close());
+  await lib.load();
+  t.same(await lib.predictBatch("batched_echo", ids(2)), [
+    { id: 0, double: 0 },
+    { id: 1, double: 2 },
+  ]);
+  t.same(batchSignals.at(-1), undefined, "the batch has no signal to read either");
+});
+
+t.test("batch events are published on the channel BATCH_CHANNEL names", async (t) => {
+  t.equal(BATCH_CHANNEL, "modelkit-ts:batch", "the documented name");
+  const lib = library({ requiredModels: ["batched_echo"] });
+  t.teardown(() => lib.close());
+  await lib.load();
+  const events: unknown[] = [];
+  const listener = (event: unknown) => events.push(event);
+  diagnosticsChannel.subscribe("modelkit-ts:batch", listener);
+  t.teardown(() => diagnosticsChannel.unsubscribe("modelkit-ts:batch", listener));
+  await lib.predict("batched_echo", { id: 1 });
+  t.match(events, [
+    { type: "dispatch", model: "batched_echo", size: 1 },
+    { type: "complete", model: "batched_echo", size: 1 },
+  ]);
 });
 
 t.test("a lone request on a quiet model does not wait the delay", async (t) => {
