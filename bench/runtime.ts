@@ -305,14 +305,22 @@ const MALLOC_ENV = { MALLOC_ARENA_MAX: "2", MALLOC_MMAP_THRESHOLD_: "131072" };
 /**
  * The example service (`modelkit-ts serve`, as `npm start` runs it) after a mixed load: with
  * every example model, and with the text models only (`spam` adds onnxruntime and its
- * thread, with a session); then every model again without `npm start`'s malloc settings, and
- * with V8's allocation-site pretenuring, which `serve` turns off (src/cli/v8-tuning.ts).
+ * thread, with a session); then every model again with pools of one thread, without
+ * `npm start`'s malloc settings, and with V8's allocation-site pretenuring, which `serve` turns
+ * off (src/cli/v8-tuning.ts).
  */
 async function examples(): Promise<void> {
   const seconds = quick ? 15 : 60;
   const variants: [string, string[] | undefined, Record<string, string>, string[]][] = [
     ["every example model", undefined, MALLOC_ENV, []],
     ["the text models only (no spam)", TEXT_MODELS, MALLOC_ENV, []],
+    // What a pool thread costs: dedup's pool grows to its second thread under this load.
+    [
+      "every example model, pools of one thread (MODELKIT_POOL_SIZE=1)",
+      undefined,
+      { ...MALLOC_ENV, MODELKIT_POOL_SIZE: "1" },
+      [],
+    ],
     ["every example model, glibc's default malloc settings", undefined, {}, []],
     [
       "every example model, V8's allocation-site pretenuring on",

@@ -660,7 +660,7 @@ for (const [what, configuration, limit] of [
   ],
   [
     "maxConcurrentBatches wins over threads",
-    { threads: 4, batching: { maxBatchSize: 64, maxDelayMs: 2, maxConcurrentBatches: 1 } },
+    { threads: 2, batching: { maxBatchSize: 64, maxDelayMs: 2, maxConcurrentBatches: 1 } },
     1,
   ],
 ] as const) {
