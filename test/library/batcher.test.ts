@@ -15,6 +15,14 @@ function library(options: Omit<ConstructorParameters<typeof ModelLibrary>[0], "m
   return new ModelLibrary({ models: [FIXTURES], ...options });
 }
 
+/** `library(options)`, loaded, and closed when the test ends. */
+async function loaded(t: Test, options: Parameters<typeof library>[0] = {}) {
+  const lib = library(options);
+  t.teardown(() => lib.close());
+  await lib.load();
+  return lib;
+}
+
 /** Records the batch events of one test. */
 function watchEvents(t: Test): BatchEvent[] {
   const events: BatchEvent[] = [];
@@ -43,9 +51,7 @@ function mostInFlight(events: readonly BatchEvent[]): number {
  * next arrivals would join that first batch.
  */
 async function busySlowModel(t: Test, waitMs: number) {
-  const lib = library({ requiredModels: ["batched_echo_slow"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo_slow"] });
   const busy = lib.predict("batched_echo_slow", { id: 0, waitMs });
   await waitFor("the busy batch to start", () => batchCalls.batched_echo_slow !== undefined);
   return { lib, busy };
@@ -55,9 +61,7 @@ const ids = (n: number, from = 0) => Array.from({ length: n }, (_, i) => ({ id: 
 const sizes = (name: string) => (batchCalls[name] ?? []).map((items) => items.length);
 
 t.test("concurrent predicts are gathered into batches of at most maxBatchSize", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo"] });
   const events = watchEvents(t);
   const results = await Promise.all(ids(10).map((item) => lib.predict<Echo>("batched_echo", item)));
   t.same(
@@ -80,9 +84,7 @@ t.test("concurrent predicts are gathered into batches of at most maxBatchSize", 
 });
 
 t.test("batch events say how long a batch waited and ran, and what it failed with", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo"] });
   const events = watchEvents(t);
   const started = performance.now();
   await Promise.all([
@@ -105,9 +107,7 @@ t.test("batch events say how long a batch waited and ran, and what it failed wit
 });
 
 t.test("predictBatch counts items: 500 items never make a call above 64", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo_big"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo_big"] });
   const [big, single, other] = await Promise.all([
     lib.predictBatch<Echo>("batched_echo_big", ids(500)),
     lib.predict<Echo>("batched_echo_big", { id: 1000 }),
@@ -136,9 +136,7 @@ t.test("predictBatch counts items: 500 items never make a call above 64", async 
 });
 
 t.test("a bad item fails only its own caller, with paths in its own list", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo"] });
   const [good, bad, badBatch, goodBatch] = await Promise.allSettled([
     lib.predict("batched_echo", { id: 1 }),
     lib.predict("batched_echo", { id: "one" }),
@@ -170,9 +168,7 @@ t.test("a bad item fails only its own caller, with paths in its own list", async
 });
 
 t.test("an exception fails only the callers of its batch; the queue keeps serving", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo"] });
   const items = ids(8).map((item) => (item.id === 1 ? { ...item, explode: true } : item));
   const settled = await Promise.allSettled(items.map((item) => lib.predict("batched_echo", item)));
   const reasons = settled.slice(0, 4).map((s) => (s as PromiseRejectedResult).reason);
@@ -189,9 +185,7 @@ t.test("an exception fails only the callers of its batch; the queue keeps servin
 });
 
 t.test("return validation: the bad item's caller sees its own issue", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo"] });
   const [ok, bad] = await Promise.allSettled([
     lib.predictBatch("batched_echo", [{ id: 1 }]),
     lib.predictBatch("batched_echo", [{ id: 2 }, { id: 3, badReturn: true }]),
@@ -241,9 +235,7 @@ t.test("a queue whose callers all gave up sends no batch", async (t) => {
 });
 
 t.test("a batch is aborted only once every caller in it gave up", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo_big"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo_big"] });
   const call = (item: object, controller: AbortController) =>
     lib.predict<Echo>("batched_echo_big", item, { signal: controller.signal });
 
@@ -278,9 +270,7 @@ t.test("a batch is aborted only once every caller in it gave up", async (t) => {
 });
 
 t.test("callers that share one signal: its abort stops their batch", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo_big"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo_big"] });
   const controller = new AbortController();
   const { signal } = controller;
   const calls = [
@@ -296,9 +286,7 @@ t.test("callers that share one signal: its abort stops their batch", async (t) =
 });
 
 t.test("a signal used for many calls keeps no listener once each batch ended", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo_big"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo_big"] });
   const { signal } = new AbortController();
   for (let id = 0; id < 20; id++) {
     t.same(await lib.predict("batched_echo_big", { id }, { signal }), { id, double: id * 2 });
@@ -307,12 +295,10 @@ t.test("a signal used for many calls keeps no listener once each batch ended", a
 });
 
 t.test("a timeout aborts a hung batch; the queue keeps serving", async (t) => {
-  const lib = library({
+  const lib = await loaded(t, {
     requiredModels: ["batched_echo"],
     configuration: { batched_echo: { timeoutMs: 50 } },
   });
-  t.teardown(() => lib.close());
-  await lib.load();
   const events = watchEvents(t);
   await t.rejects(lib.predict("batched_echo", { id: 1, hang: true }), {
     code: "ERR_PREDICTION_TIMEOUT",
@@ -323,9 +309,7 @@ t.test("a timeout aborts a hung batch; the queue keeps serving", async (t) => {
 });
 
 t.test("over maxQueueSize: ERR_OVERLOADED at once, never an unbounded queue", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo"] });
   const events = watchEvents(t);
   const calls = ids(12).map((item) => lib.predict("batched_echo", item));
   const settled = await Promise.allSettled(calls);
@@ -377,21 +361,17 @@ t.test("without maxQueueSize, the queue holds max(1024, 16 × maxBatchSize) item
 });
 
 t.test("an empty predictBatch of a batching model: [] at once, no batch", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo"] });
   const events = watchEvents(t);
   t.same(await lib.predictBatch("batched_echo", []), []);
   t.same(events, [], "nothing queued, nothing sent");
 });
 
 t.test("a batching model without a timeout serves a caller without a signal", async (t) => {
-  const lib = library({
+  const lib = await loaded(t, {
     requiredModels: ["batched_echo"],
     configuration: { batched_echo: { timeoutMs: 0 } },
   });
-  t.teardown(() => lib.close());
-  await lib.load();
   t.same(await lib.predictBatch("batched_echo", ids(2)), [
     { id: 0, double: 0 },
     { id: 1, double: 2 },
@@ -401,9 +381,7 @@ t.test("a batching model without a timeout serves a caller without a signal", as
 
 t.test("batch events are published on the channel BATCH_CHANNEL names", async (t) => {
   t.equal(BATCH_CHANNEL, "modelkit-ts:batch", "the documented name");
-  const lib = library({ requiredModels: ["batched_echo"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo"] });
   const events: unknown[] = [];
   const listener = (event: unknown) => events.push(event);
   diagnosticsChannel.subscribe("modelkit-ts:batch", listener);
@@ -416,9 +394,7 @@ t.test("batch events are published on the channel BATCH_CHANNEL names", async (t
 });
 
 t.test("a lone request on a quiet model does not wait the delay", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo_slow", "batched_echo"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo_slow", "batched_echo"] });
   const events = watchEvents(t);
   const started = performance.now();
   t.same(await lib.predict("batched_echo_slow", { id: 1 }), { id: 1, double: 2 });
@@ -443,9 +419,7 @@ t.test(
   "a full batch leaves at the end of the turn that filled it, while arrivals go on",
   async (t) => {
     // batched_echo_slow: maxBatchSize 4, maxDelayMs 1 s. Full does not wait for arrivals to stop.
-    const lib = library({ requiredModels: ["batched_echo_slow"] });
-    t.teardown(() => lib.close());
-    await lib.load();
+    const lib = await loaded(t, { requiredModels: ["batched_echo_slow"] });
     const events = watchEvents(t);
     // The first call creates the model's runner: later calls queue in the turn they are made.
     t.same(await lib.predict("batched_echo_slow", { id: 100 }), { id: 100, double: 200 });
@@ -474,9 +448,7 @@ t.test("after a quiet spell longer than maxDelayMs a lone caller does not wait",
   // batched_echo: maxBatchSize 4, maxDelayMs 20. Right after a batch of three a lone item waits
   // for the others to come back (the test above); once the model has been quiet for longer
   // than maxDelayMs, they are not coming back together.
-  const lib = library({ requiredModels: ["batched_echo"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo"] });
   const events = watchEvents(t);
   await Promise.all(ids(3).map((item) => lib.predict("batched_echo", item)));
   await sleep(200);
@@ -490,7 +462,7 @@ t.test("after a quiet spell longer than maxDelayMs a lone caller does not wait",
 t.test("a batch ending while another slot is free leaves the waiting items' delay", async (t) => {
   // Two slots, one taken: items that arrive when it frees were never waiting for a slot, so
   // they wait for company maxDelayMs from their arrival, as with every slot free.
-  const lib = library({
+  const lib = await loaded(t, {
     requiredModels: ["batched_echo_big"],
     configuration: {
       batched_echo_big: {
@@ -499,8 +471,6 @@ t.test("a batch ending while another slot is free leaves the waiting items' dela
       },
     },
   });
-  t.teardown(() => lib.close());
-  await lib.load();
   const events = watchEvents(t);
   const first = lib.predictBatch<Echo>("batched_echo_big", [{ id: 0, hold: true }, ...ids(2, 1)]);
   await waitFor("the first batch to start", () => held.length === 1);
@@ -523,9 +493,7 @@ t.test("a batch ending while another slot is free leaves the waiting items' dela
 t.test("callers that arrive one event-loop turn apart share a batch", async (t) => {
   // Node accepts one new connection per turn, so a burst of new clients reaches the queue one
   // turn apart: each must not get a batch of its own while the others wait to be accepted.
-  const lib = library({ requiredModels: ["batched_echo_slow"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo_slow"] });
   const events = watchEvents(t);
   const calls = [];
   for (const item of ids(3)) {
@@ -542,9 +510,7 @@ t.test("callers that arrive one event-loop turn apart share a batch", async (t) 
 });
 
 t.test("arrivals that never stop still hold the oldest item at most maxDelayMs", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo_big"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo_big"] });
   const events = watchEvents(t);
   const calls = [];
   // One item per turn, each turn 0.5 ms long: 64 items take 32 ms, far past the 2 ms delay.
@@ -563,9 +529,7 @@ t.test("arrivals that never stop still hold the oldest item at most maxDelayMs",
 });
 
 t.test("sync models batch through the default _predictBatch", async (t) => {
-  const lib = library({ requiredModels: ["batched_square", "batched_length"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_square", "batched_length"] });
   const events = watchEvents(t);
   const results = await Promise.all(
     [1, 2, 3, 4, 5, 6, 7].map((n) => lib.predict("batched_square", n)),
@@ -588,9 +552,7 @@ t.test(
   async (t) => {
     // A backend that serves one call at a time (one inference session, one accelerator): batches
     // sent while one runs would only queue behind it, each smaller than it could have been.
-    const lib = library({ requiredModels: ["batched_echo_big"] });
-    t.teardown(() => lib.close());
-    await lib.load();
+    const lib = await loaded(t, { requiredModels: ["batched_echo_big"] });
     const events = watchEvents(t);
     const first = lib.predict<Echo>("batched_echo_big", { id: 0, hold: true });
     await waitFor("the first batch to start", () => held.length === 1);
@@ -625,9 +587,7 @@ for (const [what, writingMs, comeBack] of [
   ],
 ] as const) {
   t.test(what, async (t) => {
-    const lib = library({ requiredModels: ["batched_echo_big"] });
-    t.teardown(() => lib.close());
-    await lib.load();
+    const lib = await loaded(t, { requiredModels: ["batched_echo_big"] });
     const crowd = lib.predictBatch<Echo>("batched_echo_big", [{ id: 0, hold: true }, ...ids(2, 1)]);
     await waitFor("the crowd's batch to start", () => held.length === 1);
     const waiting = lib.predict<Echo>("batched_echo_big", { id: 10 });
@@ -666,12 +626,10 @@ for (const [what, configuration, limit] of [
 ] as const) {
   t.test(what, async (t) => {
     // Batches that wait for their caller's signal: the test ends them, whichever thread runs them.
-    const lib = library({
+    const lib = await loaded(t, {
       requiredModels: ["batched_echo_big"],
       configuration: { batched_echo_big: configuration },
     });
-    t.teardown(() => lib.close());
-    await lib.load();
     const events = watchEvents(t);
     const dispatched = () => events.filter((e) => e.type === "dispatch").length;
     const callers: { controller: AbortController; call: Promise<unknown> }[] = [];
@@ -705,12 +663,10 @@ for (const [what, configuration, limit] of [
 }
 
 t.test("a batch that ignores its aborted signal does not hold the model's slot", async (t) => {
-  const lib = library({
+  const lib = await loaded(t, {
     requiredModels: ["batched_echo"],
     configuration: { batched_echo: { timeoutMs: 50 } },
   });
-  t.teardown(() => lib.close());
-  await lib.load();
   await t.rejects(lib.predict("batched_echo", { id: 1, stuck: true }), {
     code: "ERR_PREDICTION_TIMEOUT",
   });
@@ -718,9 +674,7 @@ t.test("a batch that ignores its aborted signal does not hold the model's slot",
 });
 
 t.test("a batch given up and then ended frees its slot once", async (t) => {
-  const lib = library({ requiredModels: ["batched_echo"] });
-  t.teardown(() => lib.close());
-  await lib.load();
+  const lib = await loaded(t, { requiredModels: ["batched_echo"] });
   const events = watchEvents(t);
   // Its slot frees when its caller gives up; the batch then ends (it throws), and that must
   // not free the slot a second time.
@@ -742,12 +696,10 @@ t.test("a batch given up and then ended frees its slot once", async (t) => {
 });
 
 t.test("a caller's forceCompute reaches its batch: computed again, not looked up", async (t) => {
-  const lib = library({
+  const lib = await loaded(t, {
     requiredModels: ["batched_echo"],
     configuration: { batched_echo: { modelSettings: { cachePredictions: true } } },
   });
-  t.teardown(() => lib.close());
-  await lib.load();
   t.same(await lib.predict("batched_echo", { id: 1 }), { id: 1, double: 2 });
   t.same(await lib.predict("batched_echo", { id: 1 }), { id: 1, double: 2 });
   t.same(sizes("batched_echo"), [1], "the second call answered from the cache");
@@ -779,14 +731,12 @@ t.test("an invalid batching configuration fails the load with ERR_INVALID_SETTIN
     await t.rejects(lib.load(), { code: "ERR_INVALID_SETTINGS", message }, String(message));
     await lib.close();
   }
-  const least = library({
+  const least = await loaded(t, {
     requiredModels: ["batched_echo"],
     configuration: {
       batched_echo: { batching: { maxBatchSize: 1, maxDelayMs: 0, maxQueueSize: 1 } },
     },
   });
-  t.teardown(() => least.close());
-  await least.load();
   t.same(await least.predict("batched_echo", { id: 1 }), { id: 1, double: 2 }, "least values");
 });
 
