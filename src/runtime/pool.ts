@@ -204,6 +204,7 @@ export class ModelPool {
       };
       if (signal !== undefined) {
         task.onAbort = () => this.#abort(task);
+        // Stryker disable next-line ObjectLiteral,BooleanLiteral: a signal aborts only once.
         signal.addEventListener("abort", task.onAbort, { once: true });
       }
       this.#queue.push(task);
@@ -213,7 +214,6 @@ export class ModelPool {
 
   /** Closes each thread's models, then ends the threads. */
   async close(): Promise<void> {
-    if (this.#state === "closed") return;
     this.#state = "closed";
     clearTimeout(this.#replacing);
     clearTimeout(this.#growCheck);
@@ -300,6 +300,8 @@ export class ModelPool {
 
   /** A caller gave up: it is answered now; a computation under way is asked to stop. */
   #abort(task: Task): void {
+    // Stryker disable next-line ConditionalExpression: settling removes this listener (below);
+    // each of the two alone keeps a settled task from being aborted.
     if (task.settled) return;
     this.#settle(task, false, task.signal?.reason);
     const thread = this.#threads.find((candidate) => candidate.task === task);
@@ -318,8 +320,10 @@ export class ModelPool {
   }
 
   #settle(task: Task, ok: boolean, value: unknown): void {
+    // Stryker disable next-line ConditionalExpression: a promise keeps its first answer.
     if (task.settled) return;
     task.settled = true;
+    // Stryker disable next-line StringLiteral: see `#abort`.
     if (task.onAbort !== undefined) task.signal?.removeEventListener("abort", task.onAbort);
     if (ok) task.resolve(value);
     else task.reject(value);
@@ -335,6 +339,7 @@ export class ModelPool {
       workerData,
       transferList: [port2],
       execArgv: this.#options.execArgv,
+      // Stryker disable next-line ObjectLiteral: memory only; no answer depends on it.
       resourceLimits: { maxYoungGenerationSizeMb: THREAD_YOUNG_GENERATION_MB },
     });
     const thread: PoolThread = {
@@ -363,7 +368,9 @@ export class ModelPool {
       thread.error = error;
     });
     worker.on("exit", (code) => {
-      if (!this.#threads.includes(thread)) return; // closed or replaced on purpose
+      // Closed or replaced on purpose.
+      // Stryker disable next-line ConditionalExpression: `#lose` ignores such a thread as well.
+      if (!this.#threads.includes(thread)) return;
       const why =
         thread.error === undefined ? `exited with code ${code}` : errorData(thread.error).message;
       this.#lose(thread, "crashed", `its thread ${why}`);
@@ -378,7 +385,10 @@ export class ModelPool {
         if (message.type === "ready") resolve();
         else if (message.type === "failed") reject(reviveError(message.error));
         else return;
+        // Stryker disable next-line StringLiteral: a settled promise ignores later calls; this
+        // only lets the listeners go.
         thread.worker.off("message", onMessage);
+        // Stryker disable next-line StringLiteral: as above.
         thread.worker.off("exit", onExit);
       };
       const onExit = () => reject(this.#lossError(thread, "its thread ended while loading"));
@@ -425,6 +435,8 @@ export class ModelPool {
 
   #done(thread: PoolThread, message: { id: number } & Envelope): void {
     const task = thread.task;
+    // Stryker disable next-line ConditionalExpression: a thread answers only the task it holds,
+    // which it holds until that answer, cancelled or not.
     if (task === undefined || task.id !== message.id) return;
     thread.task = undefined;
     clearTimeout(thread.stuck);
@@ -497,6 +509,7 @@ export class ModelPool {
       this.#settle(thread.task, false, this.#lossError(thread, detail));
     const event: ThreadEvent = { type: "replaced", model: this.name, reason, detail };
     this.#options.onEvent?.(event);
+    // Stryker disable next-line ConditionalExpression: with no subscriber, publish does nothing.
     if (channel.hasSubscribers) channel.publish(event);
     this.#lastLoss = performance.now();
     this.#dispatch();

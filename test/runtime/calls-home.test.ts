@@ -189,11 +189,20 @@ t.test(
     // The one thread is blocked on its call home: the second call waits, and a thread starts.
     const second = lib.predict<number>("gated-sync", "second");
     await until("the second call to reach home", () => gates.length === 2, { timeoutMs: 30_000 });
+    // At its size, the pool starts no thread for a third call: it waits for one of the two.
+    const threads = threadCount();
+    const third = lib.predict<number>("gated-sync", "third");
+    await sleep(100); // past the 10 ms after which a pool below its size starts a thread
+    t.equal(threadCount(), threads, "no third thread");
+    t.equal(gates.length, 2, "the third call waits");
     for (const release of gates.splice(0)) release();
     const [a, b] = await Promise.all([first, second]);
     t.not(a, b, "each on a thread of its own");
     t.not(a, threadId);
     t.not(b, threadId);
+    await until("the third call to reach home", () => gates.length === 1);
+    gates.splice(0)[0]?.();
+    t.ok([a, b].includes(await third), "on one of the two threads");
   },
 );
 

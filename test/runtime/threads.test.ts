@@ -1,4 +1,6 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { threadId } from "node:worker_threads";
 import {
@@ -9,7 +11,7 @@ import {
   onThreadEvent,
   type ThreadEvent,
 } from "modelkit-ts";
-import t from "tap";
+import t, { type Test } from "tap";
 import { deafCalls, loadedPackages, type Report } from "../../dist/test/fixtures/thread-models.js";
 import { until, watch } from "../../dist/test/helpers/wait.js";
 
@@ -227,6 +229,35 @@ t.test(
   },
 );
 
+t.test(
+  "a caller that gives up while it waits for a thread: its computation never runs",
+  async (t) => {
+    events.length = 0;
+    const busy = [predict("cpu", { ms: 300 }), predict("cpu", { ms: 300 })];
+    const started = performance.now();
+    // Both threads are taken: it waits in the queue, and leaves it before a thread frees.
+    await t.rejects(
+      predict("cpu", { ms: 3_000, obey: false }, { signal: AbortSignal.timeout(50) }),
+      {
+        name: "TimeoutError",
+      },
+    );
+    await Promise.all(busy);
+    // Had it run once a thread freed, that thread would be held 3 s, and replaced as stuck.
+    t.ok(await bothThreadsServe(2_500 - (performance.now() - started)), "both threads serve");
+    t.same(events, [], "no thread was replaced");
+  },
+);
+
+t.test("the request's trace crosses to the thread with the call", async (t) => {
+  const trace = {
+    requestId: "r-1",
+    traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+  };
+  t.same(await predict("cpu", { ms: 0, answer: "trace" }, { trace }), trace);
+  t.same(await predict("cpu", { ms: 0, answer: "trace" }), {}, "none without one");
+});
+
 t.test("a caller that gave up before calling: refused at once, nothing computed", async (t) => {
   const gone = new Error("gone before the call");
   const started = performance.now();
@@ -250,7 +281,14 @@ t.test("a computation that ignores its signal costs its thread, and only that", 
   while (events.length === 0 && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  t.match(events, [{ type: "replaced", model: "cpu", reason: "stuck" }]);
+  t.match(events, [
+    {
+      type: "replaced",
+      model: "cpu",
+      reason: "stuck",
+      detail: "its computation went on 500 ms after its caller gave up",
+    },
+  ]);
   // The replacement loads in the background; until then the other thread serves alone.
   const known = new Set(before.map((report) => report.thread));
   let fresh: Report | undefined;
@@ -274,6 +312,108 @@ t.test("a thread that crashes fails its call; a new thread serves the next", asy
   t.match(events, [{ type: "replaced", model: "cpu", reason: "crashed" }]);
   const next = await predict("cpu", { ms: 1 });
   t.equal(next.main, false, "served");
+});
+
+t.test(
+  "a thread that ends with an uncaught error is replaced; its error is the detail",
+  async (t) => {
+    events.length = 0;
+    t.equal((await predict("cpu", { ms: 0, uncaught: true })).main, false, "answered first");
+    await until("the thread's replacement", () => events.length > 0);
+    t.match(events, [
+      {
+        type: "replaced",
+        model: "cpu",
+        reason: "crashed",
+        detail: "its thread uncaught on the thread",
+      },
+    ]);
+    t.equal((await predict("cpu", { ms: 1 })).main, false, "served");
+  },
+);
+
+/**
+ * A library of `fragile`, and the file whose presence keeps its threads from loading (absent to
+ * begin with).
+ */
+function fragileLibrary(t: Test) {
+  const dir = mkdtempSync(join(tmpdir(), "modelkit-fragile-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const failIf = join(dir, "fail");
+  const fragile = new ModelLibrary({
+    models: [FIXTURES],
+    requiredModels: ["fragile"],
+    configuration: { fragile: { modelSettings: { failIf } } },
+  });
+  t.teardown(() => fragile.close());
+  return { fragile, failIf };
+}
+
+t.test("a model whose thread ends while loading fails load()", async (t) => {
+  const { fragile, failIf } = fragileLibrary(t);
+  writeFileSync(failIf, "exit");
+  await t.rejects(fragile.load(), {
+    code: "ERR_WORKER_FAILED",
+    message: "fragile: its thread ended while loading",
+  });
+});
+
+t.test("a model whose thread cannot load fails load() with its error", async (t) => {
+  const { fragile, failIf } = fragileLibrary(t);
+  writeFileSync(failIf, "");
+  await t.rejects(fragile.load(), { message: /cannot load while .* exists/ });
+  await t.rejects(fragile.predict("fragile", { ms: 0 }), { message: /cannot load while/ });
+});
+
+t.test(
+  "a replacement that cannot load fails the calls waiting for it; the next, a second later, serves",
+  async (t) => {
+    const { fragile, failIf } = fragileLibrary(t);
+    await fragile.load();
+    const losses: { event: ThreadEvent; at: number }[] = [];
+    t.teardown(
+      onThreadEvent((event) => {
+        if (event.model === "fragile") losses.push({ event, at: performance.now() });
+      }),
+    );
+    writeFileSync(failIf, "");
+    await t.rejects(fragile.predict("fragile", { ms: 0, crash: true }), {
+      code: "ERR_WORKER_FAILED",
+      message: /exited with code 7/,
+    });
+    // Waits for the replacement, which starts a second after the loss and cannot load.
+    await t.rejects(fragile.predict("fragile", { ms: 0 }), {
+      message: /cannot load while .* exists/,
+    });
+    // While the file is there, every try fails, a second apart: a crash loop must not spin.
+    await until("two more threads that cannot load", () => losses.length >= 4, {
+      timeoutMs: 20_000,
+    });
+    rmSync(failIf);
+    t.equal((await fragile.predict<Report>("fragile", { ms: 0 })).main, false, "served again");
+    t.match(
+      losses.map(({ event }) => event),
+      [
+        { reason: "crashed", detail: "its thread exited with code 7" },
+        ...Array(3).fill({
+          reason: "crashed",
+          detail: /^its thread failed to load: cannot load while .* exists$/,
+        }),
+      ],
+    );
+    const gaps = losses.slice(1, 4).map(({ at }, i) => at - (losses[i]?.at ?? 0));
+    t.ok(
+      gaps.every((gap) => gap >= 950),
+      `a second or more between two tries: ${gaps.map(Math.round).join(", ")} ms`,
+    );
+  },
+);
+
+t.test("a closed pool refuses calls, naming its model", async (t) => {
+  const { fragile } = fragileLibrary(t);
+  await fragile.load();
+  await fragile.close();
+  await t.rejects(fragile.predict("fragile", { ms: 0 }), { modelName: "fragile" });
 });
 
 t.test("a configuration added by the library runs on threads of its own", async (t) => {
