@@ -8,7 +8,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { GROUPS } from "../../stryker.config.mjs";
 
 // Group names first; anything from the first `--option` on goes to Stryker as it is, e.g.
-// `npm run test:mutation pool -- --mutate src/runtime/pool.ts:120-240` to test part of a module.
+// `npm run test:mutation batcher -- --mutate src/library/batcher.ts:242-520` to test part of
+// a module.
 const args = process.argv.slice(2);
 const firstOption = args.findIndex((arg) => arg.startsWith("--"));
 const asked = firstOption === -1 ? args : args.slice(0, firstOption);

@@ -361,7 +361,9 @@ t.test("a model whose thread ends while loading fails load()", async (t) => {
 t.test("a model whose thread cannot load fails load() with its error", async (t) => {
   const { fragile, failIf } = fragileLibrary(t);
   writeFileSync(failIf, "");
+  events.length = 0;
   await t.rejects(fragile.load(), { message: /cannot load while .* exists/ });
+  t.same(events, [], "a thread that never loaded is not reported as replaced");
   await t.rejects(fragile.predict("fragile", { ms: 0 }), { message: /cannot load while/ });
 });
 
@@ -492,6 +494,14 @@ t.test("a sync model on a thread calls its async dependency home", async (t) => 
   t.ok(performance.now() - started < 3_000, "answered at the remote's timeout");
   t.same(await lib.predict("caller", { kind: "plain" }), {
     answer: "remote:plain:main",
+    main: false,
+  });
+});
+
+t.test("a call home carries the trace of the request its computation serves", async (t) => {
+  const trace = { requestId: "r-2" };
+  t.same(await lib.predict("caller", { kind: "trace" }, { trace }), {
+    answer: 'remote:trace:{"requestId":"r-2"}',
     main: false,
   });
 });
