@@ -415,7 +415,10 @@ t.test("a closed pool refuses calls, naming its model", async (t) => {
   const { fragile } = fragileLibrary(t);
   await fragile.load();
   await fragile.close();
-  await t.rejects(fragile.predict("fragile", { ms: 0 }), { name: "ModelkitError", modelName: "fragile" });
+  await t.rejects(fragile.predict("fragile", { ms: 0 }), {
+    name: "ModelkitError",
+    modelName: "fragile",
+  });
 });
 
 t.test("a configuration added by the library runs on threads of its own", async (t) => {
