@@ -1,15 +1,17 @@
 /**
  * The bundled example library: what `npm start` serves. Five small models that do real work on
- * text and show every way models compose:
+ * text and show every way models compose, and `spam`, a trained ONNX classifier
+ * (examples/spam/):
  *
  *   tokenizer    sync                      words of a text (Intl.Segmenter)
  *   sentiment    sync  -> tokenizer        lexicon sentiment; loads its lexicon asynchronously
  *   fingerprint  async                     SHA-256 of a text (WebCrypto, off the main thread)
  *   analyze      async -> tokenizer, sentiment, fingerprint    one report per text
  *   dedup        sync  -> tokenizer, fingerprint (async)       near-duplicate key
+ *   spam         async, threads: 1, batched    is an email spam? (onnxruntime)
  *
- * `dedup` is a sync model calling an async one: the library hands it a WrappedAsyncModel that
- * runs `fingerprint` in a worker thread, and the server calls `dedup` off its event loop.
+ * `dedup` is a sync model calling an async one: the server runs it on a thread of its own, where
+ * its WrappedAsyncModel calls `fingerprint` home on the event loop and waits for the answer.
  */
 import { readFile } from "node:fs/promises";
 import { AsyncModel, Model } from "modelkit-ts";
