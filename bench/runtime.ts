@@ -7,7 +7,7 @@
  *    threads replaced, threads alive, and how fast the next call is answered;
  * 3. cpu: a 20 ms/call CPU-bound model on the event loop against the same model with
  *    `threads: 2`, over HTTP at 32 connections: req/s, event-loop lag, /livez latency over
- *    fresh connections;
+ *    fresh connections, against the same probe to bare Fastify in a process of its own;
  * 4. examples: the example service (`modelkit-ts serve`) after 60 s of mixed load: RSS and
  *    threads.
  *
@@ -19,6 +19,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { readdirSync, readFileSync } from "node:fs";
 import { get } from "node:http";
+import { type AddressInfo, createServer as createNetServer } from "node:net";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
@@ -182,15 +183,15 @@ async function lagP99Ms(port: number): Promise<number> {
   return Math.max(0, p99 * 1000 - LAG_SAMPLING_MS);
 }
 
-/** GET /livez on a fresh connection every 100 ms until stopped; returns each latency (ms). */
-function probeLivez(port: number): { stop: () => Promise<number[]> } {
+/** GET `path` on a fresh connection every 100 ms until stopped; returns each latency (ms). */
+function probe(port: number, path = "/livez"): { stop: () => Promise<number[]> } {
   const times: number[] = [];
   let running = true;
   const loop = (async () => {
     while (running) {
       const started = performance.now();
       await new Promise<void>((resolve) => {
-        get({ host: "127.0.0.1", port, path: "/livez", agent: false }, (response) => {
+        get({ host: "127.0.0.1", port, path, agent: false }, (response) => {
           response.resume();
           response.on("end", () => {
             times.push(performance.now() - started);
@@ -235,38 +236,65 @@ async function load(port: number, path: string, seconds: number, connections: nu
   return { rps: result["2xx"] / seconds, non2xx: result.non2xx, errors: result.errors };
 }
 
+/** Bare Fastify (bench/http/bare-server.ts) in a child process; resolves once it answers. */
+async function serveBare(): Promise<{ child: ChildProcess; port: number }> {
+  const free = createNetServer().listen(0, "127.0.0.1");
+  await once(free, "listening");
+  const port = (free.address() as AddressInfo).port;
+  free.close();
+  const child = spawn(process.execPath, [here("./http/bare-server.js"), String(port)], {
+    stdio: "ignore",
+  });
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+    if (ready?.status === 200) return { child, port };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill("SIGKILL");
+  throw new Error("bare Fastify did not start");
+}
+
 async function cpu(): Promise<void> {
   const seconds = quick ? 5 : 15;
   const { child, port } = await serve([MODELS], ["cpu20", "cpu20_threads"]);
+  // The baseline for /livez: the same probe, at the same moments, to a bare Fastify route in a
+  // process of its own that does nothing else. What it reads is the machine's share of a probe
+  // (the client's wake-ups, the kernel's scheduling on busy cores), not the server's.
+  const bare = await serveBare();
   try {
-    const results: Record<string, { rps: number[]; lag: number[]; livez: number[] }> = {
-      cpu20: { rps: [], lag: [], livez: [] },
-      cpu20_threads: { rps: [], lag: [], livez: [] },
+    const results: Record<
+      string,
+      { rps: number[]; lag: number[]; livez: number[]; bare: number[] }
+    > = {
+      cpu20: { rps: [], lag: [], livez: [], bare: [] },
+      cpu20_threads: { rps: [], lag: [], livez: [], bare: [] },
     };
     await load(port, "/predict/cpu20_threads", 2, 32); // warm both
     await load(port, "/predict/cpu20", 2, 32);
     // The floor: the same probe on the same server with no load. On a virtual machine the
     // wake-ups of an idle client and server cost more than a busy loop's answer.
     await settled(port);
-    const idle = probeLivez(port);
+    const idle = probe(port);
     await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
     const idleLivez = await idle.stop();
     for (const model of ["cpu20", "cpu20_threads", "cpu20_threads", "cpu20"]) {
       await settled(port);
       await lagP99Ms(port);
-      const probe = probeLivez(port);
+      const probes = [probe(port), probe(bare.port, "/readyz")];
       const run = await load(port, `/predict/${model}`, seconds, 32);
-      const livez = await probe.stop();
-      const entry = results[model] as { rps: number[]; lag: number[]; livez: number[] };
+      const [livez, bareLivez] = await Promise.all(probes.map((running) => running.stop()));
+      const entry = results[model] as (typeof results)[string];
       entry.rps.push(run.rps);
       entry.lag.push(await lagP99Ms(port));
-      entry.livez.push(...livez);
+      entry.livez.push(...(livez as number[]));
+      entry.bare.push(...(bareLivez as number[]));
       if (run.non2xx > 0 || run.errors > 0) {
         console.log(`   (${model}: ${run.non2xx} non-2xx answers, ${run.errors} errors)`);
       }
     }
-    const loop = results.cpu20 as { rps: number[]; lag: number[]; livez: number[] };
-    const threaded = results.cpu20_threads as { rps: number[]; lag: number[]; livez: number[] };
+    const loop = results.cpu20 as (typeof results)[string];
+    const threaded = results.cpu20_threads as (typeof results)[string];
     console.log(`3. a 20 ms/call CPU-bound model at 32 connections (${seconds} s runs, A B B A)`);
     for (const [name, entry] of [
       ["on the event loop", loop],
@@ -274,6 +302,9 @@ async function cpu(): Promise<void> {
     ] as const) {
       console.log(
         `   ${name.padEnd(18)} ${fixed(median(entry.rps))} req/s, event-loop lag p99 ${fixed(median(entry.lag))} ms, /livez p50 ${fixed(median(entry.livez))} ms p99 ${fixed(percentile(entry.livez, 0.99))} ms`,
+      );
+      console.log(
+        `   ${"".padEnd(18)} meanwhile bare Fastify in its own process: p50 ${fixed(median(entry.bare))} ms p99 ${fixed(percentile(entry.bare, 0.99))} ms`,
       );
     }
     console.log(
@@ -283,7 +314,7 @@ async function cpu(): Promise<void> {
       `   threads: 2 / event loop: x${fixed(median(threaded.rps) / median(loop.rps), 2)} req/s  (target >= 1.8; lag and /livez p99 < 5 ms)`,
     );
   } finally {
-    await stopServer(child);
+    await Promise.all([stopServer(child), stopServer(bare.child)]);
   }
 }
 
