@@ -153,14 +153,23 @@ async function serve(
     }
   }
   lines.on("line", () => {}); // keep draining its log
-  const deadline = Date.now() + 120_000;
+  return await ready(child, port, 120_000);
+}
+
+/** Resolves once the server on `port` answers `/readyz`; kills it after `ms` without. */
+async function ready(
+  child: ChildProcess,
+  port: number,
+  ms: number,
+): Promise<{ child: ChildProcess; port: number }> {
+  const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    const ready = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
-    if (ready?.status === 200) return { child, port };
+    const answer = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+    if (answer?.status === 200) return { child, port };
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   child.kill("SIGKILL");
-  throw new Error("the server did not get ready");
+  throw new Error(`the server on port ${port} did not get ready`);
 }
 
 async function stopServer(child: ChildProcess): Promise<void> {
@@ -218,8 +227,8 @@ function probe(port: number, path = "/livez"): { stop: () => Promise<number[]> }
 async function settled(port: number): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    const ready = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
-    if (ready?.status === 200) return;
+    const answer = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+    if (answer?.status === 200) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -245,14 +254,7 @@ async function serveBare(): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(process.execPath, [here("./http/bare-server.js"), String(port)], {
     stdio: "ignore",
   });
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    const ready = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
-    if (ready?.status === 200) return { child, port };
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  child.kill("SIGKILL");
-  throw new Error("bare Fastify did not start");
+  return await ready(child, port, 30_000);
 }
 
 async function cpu(): Promise<void> {
