@@ -332,8 +332,17 @@ const EXAMPLE_LOAD: [string, unknown][] = [
   ["/predict/spam", { subject: "Meeting moved", body: "The review is now on Tuesday at 10." }],
 ];
 const TEXT_MODELS = ["tokenizer", "sentiment", "fingerprint", "analyze", "dedup"];
-/** glibc's malloc settings of `npm start` and the image (docs/deployment.md, Memory). */
-const MALLOC_ENV = { MALLOC_ARENA_MAX: "2", MALLOC_MMAP_THRESHOLD_: "131072" };
+/**
+ * glibc's malloc settings of `npm start` and the image (docs/deployment.md, Memory), read from
+ * `npm start` itself so that the benchmark measures what it runs.
+ */
+const MALLOC_ENV: Record<string, string> = Object.fromEntries(
+  [
+    ...String(JSON.parse(readFileSync(here("../../package.json"), "utf8")).scripts.start).matchAll(
+      /\b(MALLOC_[A-Z_]+)=(\S+)/g,
+    ),
+  ].map(([, name, value]) => [name, value]),
+);
 
 /**
  * The example service (`modelkit-ts serve`, as `npm start` runs it) after a mixed load: with
