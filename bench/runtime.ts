@@ -19,12 +19,12 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { readdirSync, readFileSync } from "node:fs";
 import { get } from "node:http";
-import { type AddressInfo, createServer as createNetServer } from "node:net";
 import { availableParallelism } from "node:os";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { type DependencyModel, ModelLibrary, onThreadEvent, type ThreadEvent } from "modelkit-ts";
+import { freePort } from "./free-port.js";
 
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 const MODELS = here("./runtime-models.js");
@@ -264,10 +264,7 @@ async function load(port: number, path: string, seconds: number, connections: nu
 
 /** Bare Fastify (bench/http/bare-server.ts) in a child process; resolves once it answers. */
 async function serveBare(): Promise<{ child: ChildProcess; port: number }> {
-  const free = createNetServer().listen(0, "127.0.0.1");
-  await once(free, "listening");
-  const port = (free.address() as AddressInfo).port;
-  free.close();
+  const port = await freePort();
   const child = spawn(process.execPath, [here("./http/bare-server.js"), String(port)], {
     stdio: "ignore",
   });

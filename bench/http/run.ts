@@ -10,11 +10,11 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { type AddressInfo, createServer as createNetServer } from "node:net";
 import { availableParallelism, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../free-port.js";
 import { ECHO_BODY } from "./schema.js";
 import type { WindowStats } from "./stats.js";
 
@@ -120,21 +120,6 @@ interface Server {
   readonly url: string;
   readonly pid: number;
   stop(): Promise<void>;
-}
-
-/**
- * A port no one listens on now: fixed ports collided with other benchmarks on a shared machine,
- * and a server that failed to bind left the harness measuring the other one.
- */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 /**
