@@ -179,14 +179,20 @@ async function ready(
   port: number,
   ms: number,
 ): Promise<{ child: ChildProcess; port: number }> {
+  if (await answersReady(port, ms)) return { child, port };
+  child.kill("SIGKILL");
+  throw new Error(`the server on port ${port} did not get ready`);
+}
+
+/** Polls `/readyz` until it answers 200 (true) or `ms` pass (false). */
+async function answersReady(port: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     const answer = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
-    if (answer?.status === 200) return { child, port };
+    if (answer?.status === 200) return true;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  child.kill("SIGKILL");
-  throw new Error(`the server on port ${port} did not get ready`);
+  return false;
 }
 
 async function stopServer(child: ChildProcess): Promise<void> {
@@ -242,12 +248,7 @@ function probe(port: number, path = "/livez"): { stop: () => Promise<number[]> }
  * refuses requests until its lag sample is back under the limit.
  */
 async function settled(port: number): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    const answer = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
-    if (answer?.status === 200) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await answersReady(port, 30_000);
 }
 
 async function load(port: number, path: string, seconds: number, connections: number) {
